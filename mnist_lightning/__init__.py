@@ -1,0 +1,1 @@
+"""MNIST CNN from the Keras notebook, in PyTorch Lightning."""

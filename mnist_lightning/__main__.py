@@ -1,0 +1,3 @@
+from mnist_lightning.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""Reading checkpoints without running any code that may be pickled inside them."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mnist_lightning.errors import UserError
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load with weights_only=True: tensors and plain containers only.
+
+    A checkpoint that needs arbitrary classes to unpickle is refused before any of
+    its code can run, and every way a file can fail to be a checkpoint gets one
+    message that names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist (look in the run's checkpoints/ folder)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UserError(
+            f"refused to load {path}: it holds objects other than tensors and plain values, "
+            f"and loading them could run code ({str(err).splitlines()[-1].strip()})"
+        ) from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise UserError(f"{path} is not a readable checkpoint (truncated or not a torch file): {err}") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"{path} is a torch file but not a Lightning checkpoint (no state_dict)")
+    return checkpoint

@@ -1,0 +1,91 @@
+"""`mnist-lightning {fit,validate,test,predict}`: LightningCLI over our module and data."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+
+from mnist_lightning.checkpoint import load_checkpoint
+from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.errors import UserError
+from mnist_lightning.module import MNISTClassifier
+
+log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
+
+RUNS_DIR = "runs"
+
+
+class ExactSummary(ModelSummary):
+    """Lightning's summary, plus the exact parameter count Keras' model.summary() shows."""
+
+    @staticmethod
+    def summarize(summary_data, total_parameters: int, trainable_parameters: int, *args, **kwargs) -> None:
+        ModelSummary.summarize(summary_data, total_parameters, trainable_parameters, *args, **kwargs)
+        log.info(f"Total params: {total_parameters:,} (trainable: {trainable_parameters:,})")
+
+
+class MNISTCLI(LightningCLI):
+    """Every run writes its events, config and checkpoints into runs/mnist/version_N.
+
+    `validate`, `test` and `predict` given a checkpoint take the model's and the
+    data module's settings from it (LightningCLI does the model; we add the data
+    as defaults, so explicit --data.* options still win, e.g. a new data_dir).
+    """
+
+    def __init__(self, args: ArgsType = None, run: bool = True) -> None:
+        super().__init__(
+            MNISTClassifier,
+            MNISTDataModule,
+            trainer_defaults={
+                "logger": {
+                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                    "init_args": {"save_dir": RUNS_DIR, "name": "mnist", "default_hp_metric": False},
+                },
+                "callbacks": [
+                    ModelCheckpoint(
+                        monitor="val_acc",
+                        mode="max",
+                        save_last=True,
+                        filename="epoch{epoch:02d}-val_acc{val_acc:.4f}",
+                        auto_insert_metric_name=False,
+                    ),
+                    ExactSummary(max_depth=2),
+                ],
+            },
+            args=args,
+            run=run,
+        )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if subcommand == "fit" or not ckpt_path:
+            return
+        checkpoint = load_checkpoint(ckpt_path)
+        # Keys starting with "_" are LightningCLI's own bookkeeping, not arguments.
+        data_hparams = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k[0] != "_"}
+        if data_hparams:
+            self._parser(subcommand).set_defaults({f"data.{k}": v for k, v in data_hparams.items()})
+            super().parse_arguments(parser, args)
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point; user mistakes end with one line on stderr and exit status 1.
+
+    Set MNIST_LIGHTNING_DEBUG=1 to see the full traceback instead.
+    """
+    try:
+        MNISTCLI(args=args)
+    except UserError as err:
+        if os.environ.get("MNIST_LIGHTNING_DEBUG"):
+            raise
+        sys.exit(f"mnist-lightning: error: {err}")
+
+
+if __name__ == "__main__":
+    main()

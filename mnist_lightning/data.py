@@ -1,0 +1,164 @@
+"""MNIST as whole uint8 tensors, served a batch at a time."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torchvision.datasets import MNIST
+
+from mnist_lightning.errors import UserError
+
+# The statistics of the MNIST training set, for the optional `standardize`.
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+Batch = tuple[Tensor, Tensor]
+
+
+class TensorBatches(Dataset[Batch]):
+    """Images and labels held as tensors; `__getitems__` gathers a whole batch at once.
+
+    torchvision's MNIST turns every sample into a PIL image and back (~120 us per
+    image here, half an epoch of compute); one gather per batch costs about as
+    much as a single one of those conversions.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.images = images.unsqueeze(1)  # N x 1 x 28 x 28, still uint8
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> Batch:
+        index = torch.tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+def _already_batched(batch: Batch) -> Batch:
+    """collate_fn for TensorBatches, whose batches need no collating."""
+    return batch
+
+
+def load_mnist(data_dir: str | Path, train: bool, download: bool) -> MNIST:
+    """torchvision's MNIST (download, checksums, parsing), with one clear message on failure."""
+    try:
+        return MNIST(str(data_dir), train=train, download=download)
+    except RuntimeError as err:  # torchvision raises it for a failed download or missing files
+        raw = Path(data_dir) / "MNIST" / "raw"
+        reason = str(err).strip().splitlines()[0] if download else "download is switched off"
+        raise UserError(
+            f"MNIST is not in {raw} and could not be downloaded ({reason}). "
+            f"Put the four files {', '.join(RAW_FILES)} (or their .gz) into {raw}, "
+            "or point --data.data_dir at a folder that holds MNIST/raw/."
+        ) from err
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST split as the notebook's Keras `validation_split`: validation is the last
+    `val_split` of the official training set, the test set is only used by `test`.
+
+    Batches leave the loaders as uint8 and are scaled after the transfer to the
+    device (`on_after_batch_transfer`): 4x fewer bytes to move, one fused op to scale.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_split: float = 0.1,
+        standardize: bool = False,
+        download: bool = True,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise UserError(f"batch sizes must be at least 1, got {batch_size} and {eval_batch_size}")
+        if not 0 < val_split < 1:
+            raise UserError(f"val_split must lie strictly between 0 and 1, got {val_split}")
+        if num_workers < 0:
+            raise UserError(f"num_workers must be 0 or more, got {num_workers}")
+        self.save_hyperparameters()
+        self.data_dir = data_dir
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.val_split = val_split
+        self.download = download
+        self.num_workers = num_workers
+        # x * scale + shift == (x / 255 - mean) / std, in one fused multiply-add.
+        mean, std = (MNIST_MEAN, MNIST_STD) if standardize else (0.0, 1.0)
+        self.scale, self.shift = 1.0 / (255.0 * std), -mean / std
+        self.train_set: TensorBatches | None = None
+        self.val_set: TensorBatches | None = None
+        self.test_set: TensorBatches | None = None
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node, so a DDP job downloads once.
+        for train in (True, False):
+            load_mnist(self.data_dir, train, self.download)
+
+    def setup(self, stage: str) -> None:
+        if stage in ("fit", "validate") and self.train_set is None:
+            full = load_mnist(self.data_dir, train=True, download=False)
+            n_train = len(full) - int(len(full) * self.val_split)
+            self.train_set = TensorBatches(full.data[:n_train], full.targets[:n_train])
+            self.val_set = TensorBatches(full.data[n_train:], full.targets[n_train:])
+        if stage in ("test", "predict") and self.test_set is None:
+            test = load_mnist(self.data_dir, train=False, download=False)
+            self.test_set = TensorBatches(test.data, test.targets)
+
+    def train_dataloader(self) -> DataLoader[Batch]:
+        assert self.train_set is not None
+        # Our own DistributedSampler, also for one process: its order is a pure
+        # function of (seed, epoch) (Lightning calls set_epoch), and under DDP it
+        # gives each rank a disjoint shard.
+        trainer = self.trainer
+        sampler = DistributedSampler(
+            self.train_set,
+            num_replicas=trainer.world_size if trainer else 1,
+            rank=trainer.global_rank if trainer else 0,
+            shuffle=True,
+            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),  # set by seed_everything
+        )
+        return self._loader(self.train_set, self.batch_size, sampler)
+
+    def val_dataloader(self) -> DataLoader[Batch]:
+        assert self.val_set is not None
+        return self._loader(self.val_set, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader[Batch]:
+        assert self.test_set is not None
+        return self._loader(self.test_set, self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader[Batch]:
+        return self.test_dataloader()
+
+    def _loader(self, dataset: TensorBatches, batch_size: int, sampler=None) -> DataLoader[Batch]:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler if sampler is not None else SequentialSampler(dataset),
+            collate_fn=_already_batched,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def on_after_batch_transfer(self, batch: Batch | Tensor, dataloader_idx: int) -> Batch | Tensor:
+        if isinstance(batch, Tensor):  # the model summary's example input: float already
+            return batch
+        images, labels = batch
+        return images.float().mul_(self.scale).add_(self.shift), labels

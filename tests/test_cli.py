@@ -1,0 +1,92 @@
+"""The console script end to end: fit, then test from the checkpoint alone."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist.yaml"
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Runs the installed `mnist-lightning` script, as a user would."""
+    script = shutil.which("mnist-lightning") or str(Path(sys.executable).with_name("mnist-lightning"))
+    return subprocess.run([script, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar of a run, read by tensorboard's own event reader."""
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def fitted_run(synthetic_mnist, tmp_path_factory):
+    """One short fit on the synthetic files, shared by the tests below."""
+    data_dir, _ = synthetic_mnist
+    cwd = tmp_path_factory.mktemp("cwd")
+    result = cli(
+        "fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--data.batch_size", "32",
+        "--model.lr", "0.003", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5",
+        "--trainer.enable_progress_bar", "false", cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd, cwd / "runs" / "mnist" / "version_0", result
+
+
+def test_fit_prints_keras_style_summary(fitted_run):
+    _, _, result = fitted_run
+    assert "Total params: 225,034" in result.stdout + result.stderr
+
+
+def test_fit_writes_one_run_directory(fitted_run):
+    cwd, run, _ = fitted_run
+    assert sorted(p.name for p in (cwd / "runs" / "mnist").iterdir()) == ["version_0"]
+    assert (run / "config.yaml").is_file() and (run / "hparams.yaml").is_file()
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints
+    assert any(name.startswith("epoch") and "val_acc" in name for name in checkpoints)
+
+
+def test_event_files_hold_train_and_val_curves(fitted_run):
+    _, run, _ = fitted_run
+    values = scalars(run)
+    for tag in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        assert len(values[tag]) == 3, tag  # one point per epoch
+    assert len(values["train_loss_step"]) >= 3  # per step, every log_every_n_steps
+    assert values["train_loss"][-1] < values["train_loss"][0]
+    assert values["val_acc"][-1] > 0.9  # the synthetic digits are easy
+
+
+def test_test_rebuilds_everything_from_the_checkpoint(fitted_run):
+    cwd, run, _ = fitted_run
+    best = next((run / "checkpoints").glob("epoch*.ckpt"))
+    # No config and no --data.data_dir: both come from the checkpoint.
+    result = cli("test", "--ckpt_path", str(best), "--trainer.enable_progress_bar", "false", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    test_run = max((cwd / "runs" / "mnist").iterdir(), key=lambda p: int(p.name.split("_")[1]))
+    values = scalars(test_run)
+    assert values["test_acc"][0] > 0.9
+    assert 0 < values["test_loss"][0] < 1
+
+
+def test_missing_checkpoint_is_one_clear_line(tmp_path):
+    result = cli("test", "--ckpt_path", "nowhere.ckpt", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "mnist-lightning: error: checkpoint nowhere.ckpt does not exist (look in the run's checkpoints/ folder)"
+    )
+
+
+def test_missing_data_offline_is_one_clear_line(tmp_path):
+    result = cli("fit", "--data.data_dir", str(tmp_path / "empty"), "--data.download", "false", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Put the four files" in result.stderr

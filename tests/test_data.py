@@ -1,0 +1,135 @@
+import functools
+import http.server
+import threading
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torchvision.datasets import MNIST
+
+from conftest import N_TEST, N_TRAIN, md5, write_mnist
+from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.errors import UserError
+
+
+def fitted(data_dir, **kwargs) -> MNISTDataModule:
+    dm = MNISTDataModule(data_dir=str(data_dir), **kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def test_split_is_keras_validation_split(synthetic_mnist):
+    data_dir, arrays = synthetic_mnist
+    dm = fitted(data_dir)
+    n_val = N_TRAIN // 10
+    assert len(dm.train_set) == N_TRAIN - n_val and len(dm.val_set) == n_val
+    images = torch.from_numpy(arrays["train-images-idx3-ubyte"])
+    # Keras takes the *last* 10% for validation, in file order.
+    assert torch.equal(dm.train_set.images[:, 0], images[:-n_val])
+    assert torch.equal(dm.val_set.images[:, 0], images[-n_val:])
+
+
+def test_test_set_is_only_the_official_test_file(synthetic_mnist):
+    data_dir, arrays = synthetic_mnist
+    dm = MNISTDataModule(data_dir=str(data_dir))
+    dm.setup("test")
+    assert dm.train_set is None
+    assert torch.equal(dm.test_set.labels, torch.from_numpy(arrays["t10k-labels-idx1-ubyte"]).long())
+    assert len(dm.test_set) == N_TEST
+
+
+def test_train_batches_cover_every_sample_once_per_epoch(synthetic_mnist):
+    dm = fitted(synthetic_mnist[0], batch_size=32)
+    batches = list(dm.train_dataloader())
+    assert [len(y) for _, y in batches[:-1]] == [32] * (len(batches) - 1)
+    seen = torch.cat([x for x, _ in batches]).flatten(1)
+    assert seen.shape[0] == len(dm.train_set)
+    assert torch.equal(seen.sum(0), dm.train_set.images.flatten(1).sum(0))  # same multiset of images
+
+
+def train_order(dm: MNISTDataModule, epoch: int) -> torch.Tensor:
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)
+    return torch.cat([y for _, y in loader])
+
+
+def test_reshuffles_every_epoch_and_is_a_function_of_seed_and_epoch(synthetic_mnist, monkeypatch):
+    dm = fitted(synthetic_mnist[0], batch_size=50)
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+    first, second, first_again = train_order(dm, 0), train_order(dm, 1), train_order(dm, 0)
+    assert not torch.equal(first, second)
+    assert torch.equal(first, first_again)
+    monkeypatch.setenv("PL_GLOBAL_SEED", "8")
+    assert not torch.equal(first, train_order(dm, 0))
+
+
+def test_ranks_get_disjoint_shards_that_cover_the_set(synthetic_mnist):
+    dm = fitted(synthetic_mnist[0], batch_size=16)
+    shards = []
+    for rank in (0, 1):
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        shards.append(list(dm.train_dataloader().sampler))
+    assert not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == list(range(len(dm.train_set)))
+
+
+@pytest.mark.parametrize("standardize", [False, True])
+def test_normalization_happens_after_transfer(synthetic_mnist, standardize):
+    dm = fitted(synthetic_mnist[0], standardize=standardize)
+    raw_images, labels = next(iter(dm.val_dataloader()))
+    assert raw_images.dtype == torch.uint8 and raw_images.shape[1:] == (1, 28, 28)
+    images, same_labels = dm.on_after_batch_transfer((raw_images, labels), 0)
+    assert images.dtype == torch.float32 and same_labels is labels
+    if standardize:
+        expected = (raw_images.float() / 255 - 0.1307) / 0.3081
+    else:
+        expected = raw_images.float() / 255
+        assert images.min() >= 0 and images.max() <= 1 and images.max() == 1
+    torch.testing.assert_close(images, expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"batch_size": 0}, {"val_split": 0.0}, {"val_split": 1.0}, {"eval_batch_size": -1}]
+)
+def test_impossible_settings_are_refused(kwargs):
+    with pytest.raises(UserError):
+        MNISTDataModule(**kwargs)
+
+
+def test_missing_files_without_download_say_where_to_put_them(tmp_path):
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=False)
+    with pytest.raises(UserError, match=r"MNIST/raw.*train-images-idx3-ubyte"):
+        dm.prepare_data()
+
+
+@pytest.fixture
+def mnist_server(tmp_path, monkeypatch):
+    """A local HTTP mirror of synthetic .gz files; torchvision is pointed at it."""
+    served = tmp_path / "server"
+    arrays = write_mnist(served, compress=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    resources = [(f"{name}.gz", md5(served / f"{name}.gz")) for name in arrays]
+    monkeypatch.setattr(MNIST, "mirrors", [url])
+    monkeypatch.setattr(MNIST, "resources", resources)
+    yield SimpleNamespace(url=url, arrays=arrays, served=served)
+    server.shutdown()
+
+
+def test_downloads_through_torchvision_when_files_are_missing(tmp_path, mnist_server):
+    dm = MNISTDataModule(data_dir=str(tmp_path / "data"))
+    dm.prepare_data()
+    dm.setup("fit")
+    assert (tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file()
+    expected = torch.from_numpy(mnist_server.arrays["train-labels-idx1-ubyte"]).long()
+    assert torch.equal(torch.cat([dm.train_set.labels, dm.val_set.labels]), expected)
+
+
+def test_failed_download_gives_one_clear_message(tmp_path, mnist_server):
+    (mnist_server.served / "t10k-images-idx3-ubyte.gz").unlink()  # the mirror lacks one file
+    dm = MNISTDataModule(data_dir=str(tmp_path / "data"))
+    with pytest.raises(UserError, match=r"could not be downloaded .*Put the four files"):
+        dm.prepare_data()

@@ -1,0 +1,47 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mnist_lightning.model import MNISTNet
+
+
+def test_parameter_count_matches_keras_summary():
+    assert sum(p.numel() for p in MNISTNet().parameters()) == 225_034
+
+
+def test_forward_gives_ten_logits_per_image():
+    net = MNISTNet().eval()
+    for batch in (1, 7, 128):
+        assert net(torch.rand(batch, 1, 28, 28)).shape == (batch, 10)
+
+
+def test_layer_output_shapes_follow_the_notebook():
+    x = torch.rand(2, 1, 28, 28)
+    shapes = []
+    for layer in MNISTNet():
+        x = layer(x)
+        shapes.append(tuple(x.shape[1:]))
+    assert shapes[:7] == [(32, 26, 26), (32, 26, 26), (32, 13, 13), (64, 11, 11), (64, 11, 11), (64, 5, 5), (1600,)]
+
+
+@pytest.mark.parametrize("layer_index", [0, 3, 7, 10])
+def test_keras_init_is_glorot_uniform_with_zero_bias(layer_index):
+    torch.manual_seed(0)
+    layer = MNISTNet(keras_init=True)[layer_index]
+    fan_in = layer.weight[0].numel()
+    fan_out = layer.weight.shape[0] * layer.weight[0, 0].numel()
+    bound = math.sqrt(6 / (fan_in + fan_out))
+    assert torch.all(layer.bias == 0)
+    assert layer.weight.abs().max() <= bound
+    # uniform(-a, a) has standard deviation a / sqrt(3)
+    assert layer.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.15)
+
+
+def test_pytorch_default_init_is_available():
+    torch.manual_seed(0)
+    layer = MNISTNet(keras_init=False)[7]
+    assert isinstance(layer, nn.Linear)
+    assert layer.bias.abs().sum() > 0  # PyTorch draws biases, Keras zeros them
+    assert layer.weight.abs().max() <= 1 / math.sqrt(1600)  # kaiming_uniform(a=sqrt(5)) bound

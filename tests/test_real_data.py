@@ -1,0 +1,32 @@
+"""On the real MNIST files (../shared/mnist), skipped when they are absent."""
+
+import lightning as L
+import torch
+
+from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.module import MNISTClassifier
+
+
+def test_real_split_sizes_and_order(real_mnist):
+    dm = MNISTDataModule(data_dir=str(real_mnist))
+    dm.setup("fit")
+    dm.setup("test")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (54_000, 6_000, 10_000)
+    # Validation is the file's last 6,000 labels, read here straight from the IDX bytes.
+    raw_labels = (real_mnist / "MNIST" / "raw" / "train-labels-idx1-ubyte").read_bytes()[8:]
+    assert dm.val_set.labels.tolist() == list(raw_labels[54_000:])
+    assert dm.train_set.labels.tolist() == list(raw_labels[:54_000])
+    assert torch.bincount(dm.test_set.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_brief_training_on_real_mnist_learns(real_mnist, tmp_path):
+    L.seed_everything(0)
+    dm = MNISTDataModule(data_dir=str(real_mnist))
+    model = MNISTClassifier()
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=150, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, dm)
+    (result,) = trainer.test(model, dm, verbose=False)
+    assert result["test_acc"] > 0.95
