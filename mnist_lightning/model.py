@@ -6,20 +6,28 @@ from torch import nn
 
 
 class MNISTNet(nn.Sequential):
-    """Conv 32 -> pool -> conv 64 -> pool -> dense 128 -> dropout -> dense 10.
+    """Keras: Conv2D(32, 3, relu) -> MaxPool2D(2) -> Conv2D(64, 3, relu) -> MaxPool2D(2)
+    -> Flatten -> Dense(128, relu) -> Dropout(0.5) -> Dense(10, softmax).
 
-    Returns logits: the notebook's final softmax is folded into the loss
-    (cross-entropy on logits is the numerically stable form of the same thing).
+    Two deliberate differences in form, none in function:
+    - Each max-pool comes *before* its ReLU. ReLU is monotone, so
+      max(relu(a), relu(b)) == relu(max(a, b)), and the gradients match too; ReLU
+      and its backward then touch 4x fewer values (about 9 ms less per batch of
+      128 on our 2-core CPU, measured by scripts/benchmark.py).
+    - It returns logits: the final softmax is folded into the cross-entropy loss,
+      the numerically stable form of the same thing.
+    Flatten order is PyTorch's (C, H, W) rather than Keras' (H, W, C): the same
+    function class, with the dense weights permuted.
     """
 
     def __init__(self, keras_init: bool = True, dropout: float = 0.5) -> None:
         super().__init__(
             nn.Conv2d(1, 32, kernel_size=3),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Conv2d(32, 64, kernel_size=3),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Flatten(),
             nn.Linear(64 * 5 * 5, 128),
             nn.ReLU(),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.lr_scheduler import OneCycleLR
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_lightning.errors import UserError
@@ -27,6 +29,7 @@ class MNISTClassifier(L.LightningModule):
         weight_decay: float = 0.0,
         dropout: float = 0.5,
         keras_init: bool = True,
+        one_cycle: bool = False,
     ) -> None:
         super().__init__()
         if lr <= 0 or eps <= 0 or weight_decay < 0 or not 0 <= dropout < 1:
@@ -35,14 +38,24 @@ class MNISTClassifier(L.LightningModule):
                 f"got lr={lr}, eps={eps}, weight_decay={weight_decay}, dropout={dropout}"
             )
         self.save_hyperparameters()
-        self.net = MNISTNet(keras_init=keras_init, dropout=dropout)
+        # channels_last: oneDNN's convolutions and max-pooling are several times
+        # faster in NHWC on CPU (the NCHW max-pool forward alone took 4.4 ms a batch).
+        self.net = MNISTNet(keras_init=keras_init, dropout=dropout).to(memory_format=torch.channels_last)
         self.accuracy = nn.ModuleDict(
             {f"{stage}_acc": MulticlassAccuracy(10, average="micro", validate_args=False) for stage in ("train", "val", "test")}
         )
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # gives the summary its shapes
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.net(images)
+        # With one channel this only restrides (no copy), but it tells oneDNN to
+        # keep conv1's output NHWC: conv1 then runs 4x faster, and so does the
+        # zero-fill in max-pool's backward.
+        return self.net(images.contiguous(memory_format=torch.channels_last))
+
+    def setup(self, stage: str) -> None:
+        # Flush denormal floats to zero, as TensorFlow (the notebook's backend)
+        # does by default: max-pool's backward met them and ran 3x slower.
+        torch.set_flush_denormal(True)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
@@ -68,6 +81,12 @@ class MNISTClassifier(L.LightningModule):
         self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        """Adam at a constant `lr` (the notebook), or with `one_cycle` a 1cycle schedule
+        peaking at `lr`, stepped every batch: it reaches the same accuracy in fewer epochs."""
         hp = self.hparams
-        return torch.optim.Adam(self.parameters(), lr=hp.lr, betas=hp.betas, eps=hp.eps, weight_decay=hp.weight_decay)
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=hp.betas, eps=hp.eps, weight_decay=hp.weight_decay)
+        if not hp.one_cycle:
+            return optimizer
+        schedule = OneCycleLR(optimizer, max_lr=hp.lr, total_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -23,7 +23,22 @@ def test_layer_output_shapes_follow_the_notebook():
     for layer in MNISTNet():
         x = layer(x)
         shapes.append(tuple(x.shape[1:]))
-    assert shapes[:7] == [(32, 26, 26), (32, 26, 26), (32, 13, 13), (64, 11, 11), (64, 11, 11), (64, 5, 5), (1600,)]
+    assert shapes[:7] == [(32, 26, 26), (32, 13, 13), (32, 13, 13), (64, 11, 11), (64, 5, 5), (64, 5, 5), (1600,)]
+
+
+def test_pooling_before_relu_is_the_notebooks_function_and_gradient():
+    """Our conv -> pool -> relu must equal the notebook's conv -> relu -> pool."""
+    torch.manual_seed(0)
+    net = MNISTNet().double().eval()
+    notebook = nn.Sequential(*[net[i] for i in (0, 2, 1, 3, 5, 4, 6, 7, 8, 9, 10)])
+    x = torch.rand(16, 1, 28, 28, dtype=torch.double)
+    ours = net(x)
+    grads_ours = torch.autograd.grad(ours.square().sum(), list(net.parameters()))
+    theirs = notebook(x)
+    grads_theirs = torch.autograd.grad(theirs.square().sum(), list(net.parameters()))
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    for a, b in zip(grads_ours, grads_theirs):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("layer_index", [0, 3, 7, 10])

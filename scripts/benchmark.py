@@ -1,0 +1,235 @@
+"""Seconds per epoch of the project's fit against plain PyTorch loops, measured in one run.
+
+    python scripts/benchmark.py --data_dir ../shared/mnist [--epochs 4] [--json benchmark.json]
+
+Every system trains the same network on the same 54k/6k split with batch 128 and
+Adam(1e-3); an epoch is the training pass plus validation. The systems take turns,
+one epoch each. The first epoch of each is warm-up; the table shows the median
+(and min-max) of the rest. Run it on an
+otherwise idle machine: a second busy process halves the figures on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torchvision import transforms
+from torchvision.datasets import MNIST
+
+from mnist_lightning.cli import MNISTCLI
+from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.model import MNISTNet
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH, EVAL_BATCH = 128, 1000
+
+
+class PlainLoop:
+    """A hand-written loop over preloaded float tensors; `optimized` applies the project's choices
+    (pool before ReLU, channels_last with a restrided input, denormals flushed)."""
+
+    def __init__(self, data: dict[str, Tensor], optimized: bool, channels_last: bool) -> None:
+        torch.manual_seed(0)
+        self.optimized = optimized
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        net = MNISTNet() if optimized else notebook_order(MNISTNet())
+        self.net = net.to(memory_format=self.fmt)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3, eps=1e-7)
+        self.data = data
+        self.times: list[float] = []
+
+    def epoch(self) -> None:
+        x_train, y_train, x_val, y_val = (self.data[k] for k in ("x_train", "y_train", "x_val", "y_val"))
+        torch.set_flush_denormal(self.optimized)
+        start = time.perf_counter()
+        self.net.train()
+        for idx in torch.randperm(len(y_train)).split(BATCH):
+            loss = F.cross_entropy(self.net(x_train[idx].contiguous(memory_format=self.fmt)), y_train[idx])
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+        self.net.eval()
+        with torch.inference_mode():
+            correct = sum((self.net(x.contiguous(memory_format=self.fmt)).argmax(1) == y).sum() for x, y in
+                          zip(x_val.split(EVAL_BATCH), y_val.split(EVAL_BATCH)))  # fmt: skip
+        self.times.append(time.perf_counter() - start)
+        self.val_acc = int(correct) / len(y_val)
+        torch.set_flush_denormal(True)  # back to the project's setting (MNISTClassifier.setup)
+
+
+class Interleave(L.Callback):
+    """Times each epoch of the project's fit (training start to epoch end, validation and
+    checkpointing included), then runs one epoch of every plain loop, so that all systems
+    meet the same machine: on a shared 2-core VM, load drifts over minutes."""
+
+    def __init__(self, loops: dict[str, PlainLoop]) -> None:
+        self.loops = loops
+        self.times: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.times.append(time.perf_counter() - self.start)
+        for name, loop in self.loops.items():
+            loop.epoch()
+            print(f"  {name}: {loop.times[-1]:.2f} s, val acc {loop.val_acc:.4f}", file=sys.stderr)
+
+
+def project_fit(data_dir: str, epochs: int, loops: dict[str, PlainLoop]) -> list[float]:
+    """The real thing: LightningCLI with configs/mnist.yaml, its logger, checkpoints and progress bar."""
+    timer = Interleave(loops)
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            cli = MNISTCLI(
+                args=["-c", str(ROOT / "configs" / "mnist.yaml"), f"--data.data_dir={data_dir}",
+                      f"--trainer.max_epochs={epochs}"],  # fmt: skip
+                run=False,
+            )
+            cli.trainer.callbacks.append(timer)
+            cli.trainer.fit(cli.model, cli.datamodule)
+        finally:
+            os.chdir(cwd)
+    return timer.times
+
+
+def notebook_order(net: MNISTNet) -> nn.Sequential:
+    """The notebook's conv -> relu -> pool order, with the same layers."""
+    return nn.Sequential(*[net[i] for i in (0, 2, 1, 3, 5, 4, 6, 7, 8, 9, 10)])
+
+
+def images_per_second(batches: Callable[[], object], n_images: int, repeats: int = 3) -> float:
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _batch in batches():
+            pass
+        best = max(best, n_images / (time.perf_counter() - start))
+    return best
+
+
+def data_paths(data_dir: str) -> dict[str, float]:
+    """One epoch of training batches, as float tensors on the host, both ways."""
+    tv = MNIST(data_dir, train=True, transform=transforms.ToTensor())
+    tv_loader = DataLoader(torch.utils.data.Subset(tv, range(54_000)), batch_size=BATCH, shuffle=True)
+    dm = MNISTDataModule(data_dir=data_dir)
+    dm.setup("fit")
+    ours = dm.train_dataloader()
+
+    def our_batches():
+        for batch in ours:
+            yield dm.on_after_batch_transfer(batch, 0)
+
+    return {
+        "torchvision": images_per_second(lambda: tv_loader, 54_000, repeats=1),
+        "ours": images_per_second(our_batches, 54_000),
+    }
+
+
+def test_throughput(data_dir: str) -> dict[str, float]:
+    """Images/s over the 10k test set: Lightning's `test` and a plain inference loop."""
+    dm = MNISTDataModule(data_dir=data_dir)
+    from mnist_lightning.module import MNISTClassifier
+
+    model = MNISTClassifier()
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(model, dm, verbose=False)  # warm-up
+    start = time.perf_counter()
+    trainer.test(model, dm, verbose=False)
+    lightning_ips = 10_000 / (time.perf_counter() - start)
+    dm.setup("test")
+    x = dm.test_set.images.float().div(255)
+    net = model.net.eval()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for xb in x.split(EVAL_BATCH):
+            net(xb.contiguous(memory_format=torch.channels_last))
+    return {"project test": lightning_ips, "plain loop": 10_000 / (time.perf_counter() - start)}
+
+
+def machine() -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    return {
+        "cpu": cpu, "cores": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads()),
+        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "lightning": L.__version__, "date": time.strftime("%Y-%m-%d"),
+    }  # fmt: skip
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    timed = times[1:] or times
+    return {"median": statistics.median(timed), "min": min(timed), "max": max(timed), "epochs": len(timed)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default="data")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per system, the first being warm-up")
+    parser.add_argument("--json", default="benchmark.json", help="where to write the full results")
+    args = parser.parse_args()
+    args.data_dir = str(Path(args.data_dir).resolve())  # project_fit runs in a temporary directory
+
+    info = machine()
+    dm = MNISTDataModule(data_dir=args.data_dir)
+    dm.setup("fit")
+    data = {
+        "x_train": dm.train_set.images.float().div(255), "y_train": dm.train_set.labels,
+        "x_val": dm.val_set.images.float().div(255), "y_val": dm.val_set.labels,
+    }  # fmt: skip
+    loops = {
+        "plain loop, notebook, NCHW": PlainLoop(data, optimized=False, channels_last=False),
+        "plain loop, notebook, channels_last": PlainLoop(data, optimized=False, channels_last=True),
+        "plain loop, our optimizations": PlainLoop(data, optimized=True, channels_last=True),
+    }
+    print("timing the project's fit, interleaved with the plain loops ...", file=sys.stderr)
+    project_times = project_fit(args.data_dir, args.epochs, loops)
+    epochs = {name: summary(loop.times) for name, loop in loops.items()}
+    epochs["project fit (configs/mnist.yaml)"] = summary(project_times)
+    print("timing data paths and test throughput ...", file=sys.stderr)
+    loaders, tests = data_paths(args.data_dir), test_throughput(args.data_dir)
+
+    base_nchw = epochs["plain loop, notebook, NCHW"]["median"]
+    base_cl = epochs["plain loop, notebook, channels_last"]["median"]
+    same_opts = epochs["plain loop, our optimizations"]["median"]
+    project = epochs["project fit (configs/mnist.yaml)"]["median"]
+    print(f"\n{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads), "
+          f"lightning {info['lightning']}, {info['date']}")  # fmt: skip
+    print("\n| system | s/epoch (train + val), median [min-max] | vs plain NCHW | vs plain channels_last |")
+    print("|---|---|---|---|")
+    for name, s in epochs.items():
+        print(f"| {name} | {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] | "
+              f"{base_nchw / s['median']:.2f}x | {base_cl / s['median']:.2f}x |")  # fmt: skip
+    print(f"\nLightning overhead (project fit vs plain loop with our optimizations): "
+          f"{(project / same_opts - 1) * 100:+.1f}% ({project - same_opts:+.2f} s/epoch)")  # fmt: skip
+    print("\n| data path (54k training images, host float batches) | images/s | ratio |\n|---|---|---|")
+    for name, ips in loaders.items():
+        print(f"| {name} | {ips:,.0f} | {ips / loaders['torchvision']:.1f}x |")
+    print("\n| test-set evaluation (10k) | images/s |\n|---|---|")
+    for name, ips in tests.items():
+        print(f"| {name} | {ips:,.0f} |")
+    results = {"machine": info, "epochs": epochs, "data_paths": loaders, "test_throughput": tests,
+               "lightning_overhead": project / same_opts - 1}  # fmt: skip
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
