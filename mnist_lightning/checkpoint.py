@@ -29,7 +29,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"refused to load {path}: it holds objects other than tensors and plain values, "
             f"and loading them could run code ({str(err).splitlines()[-1].strip()})"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
         raise UserError(f"{path} is not a readable checkpoint (truncated or not a torch file): {err}") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path} is a torch file but not a Lightning checkpoint (no state_dict)")

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
@@ -13,6 +14,7 @@ from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.module import MNISTClassifier
+from mnist_lightning.predict import CSVPredictionWriter
 
 log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
 
@@ -28,6 +30,23 @@ class ExactSummary(ModelSummary):
         log.info(f"Total params: {total_parameters:,} (trainable: {trainable_parameters:,})")
 
 
+class MNISTTrainer(Trainer):
+    """Lightning's Trainer plus `report`, so that LightningCLI offers it as a subcommand."""
+
+    def report(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str,
+               output_dir: str | None = None) -> None:  # fmt: skip
+        """Evaluate a checkpoint on the test set and write metrics.json and figures.
+
+        Args:
+            ckpt_path: the checkpoint; model and data settings are read from it.
+            output_dir: where to write; default: report/ in the checkpoint's run directory.
+        """
+        from mnist_lightning.report import write_report  # matplotlib and seaborn load only here
+
+        self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        write_report(model, datamodule, ckpt_path, output_dir)
+
+
 class MNISTCLI(LightningCLI):
     """Every run writes its events, config and checkpoints into runs/mnist/version_N.
 
@@ -40,6 +59,7 @@ class MNISTCLI(LightningCLI):
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,
+            trainer_class=MNISTTrainer,
             trainer_defaults={
                 "logger": {
                     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -60,13 +80,24 @@ class MNISTCLI(LightningCLI):
             run=run,
         )
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "report": {"model", "datamodule"}}
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
+
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if subcommand == "fit" or not ckpt_path:
+        if not ckpt_path:
             return
+        # Every checkpoint is read weights-only first: a file that would run code is
+        # refused here, before Lightning or LightningCLI open it.
         checkpoint = load_checkpoint(ckpt_path)
+        if subcommand == "fit":  # resuming: the config given wins
+            return
         # Keys starting with "_" are LightningCLI's own bookkeeping, not arguments.
         data_hparams = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k[0] != "_"}
         if data_hparams:

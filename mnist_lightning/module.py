@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import OneCycleLR
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from mnist_lightning.errors import UserError
 from mnist_lightning.model import MNISTNet
@@ -44,6 +45,8 @@ class MNISTClassifier(L.LightningModule):
         self.accuracy = nn.ModuleDict(
             {f"{stage}_acc": MulticlassAccuracy(10, average="micro", validate_args=False) for stage in ("train", "val", "test")}
         )
+        self.test_confusion = MulticlassConfusionMatrix(10, validate_args=False)
+        self.test_probabilities: list[Tensor] = []  # kept for `report`'s digit grids
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # gives the summary its shapes
 
     def forward(self, images: Tensor) -> Tensor:
@@ -58,7 +61,7 @@ class MNISTClassifier(L.LightningModule):
         torch.set_flush_denormal(True)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss = self._step(batch, "train")
+        loss, _ = self._step(batch, "train")
         self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
@@ -66,12 +69,30 @@ class MNISTClassifier(L.LightningModule):
         self._step(batch, "val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+        _, logits = self._step(batch, "test")
+        self.test_confusion.update(logits, batch[1])
+        self.test_probabilities.append(logits.softmax(dim=1))
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+        self.test_probabilities.clear()
+
+    def on_test_end(self) -> None:
+        """The confusion matrix into TensorBoard's images, the test metrics beside the hyperparameters."""
+        if not isinstance(self.logger, TensorBoardLogger):
+            return
+        from mnist_lightning.plots import confusion_figure  # matplotlib only when testing
+
+        matrix = self.test_confusion.compute().cpu().numpy()
+        self.logger.experiment.add_figure("test_confusion_matrix", confusion_figure(matrix), self.global_step)
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test_")}
+        self.logger.log_hyperparams(dict(self.hparams), metrics)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self(batch[0]).softmax(dim=1)
 
-    def _step(self, batch: Batch, stage: str) -> Tensor:
+    def _step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor]:
+        """Logs the loss and accuracy of a batch; returns the loss and the logits."""
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
@@ -79,7 +100,7 @@ class MNISTClassifier(L.LightningModule):
         accuracy.update(logits, labels)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
         self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
-        return loss
+        return loss, logits
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """Adam at a constant `lr` (the notebook), or with `one_cycle` a 1cycle schedule

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +67,31 @@ def real_mnist() -> Path:
     if not (REAL_MNIST / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip(f"real MNIST not found at {REAL_MNIST} (the project's shared/ folder)")
     return REAL_MNIST
+
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist.yaml"
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Runs the installed `mnist-lightning` script, as a user would."""
+    script = shutil.which("mnist-lightning") or str(Path(sys.executable).with_name("mnist-lightning"))
+    return subprocess.run([script, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def fitted_run(synthetic_mnist, tmp_path_factory):
+    """One short fit on the synthetic files, shared by the tests below."""
+    data_dir, _ = synthetic_mnist
+    cwd = tmp_path_factory.mktemp("cwd")
+    result = cli(
+        "fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--data.batch_size", "32",
+        "--model.lr", "0.003", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5",
+        "--trainer.enable_progress_bar", "false", cwd=cwd,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return cwd, cwd / "runs" / "mnist" / "version_0", result
+
+
+@pytest.fixture(scope="session")
+def best_checkpoint(fitted_run) -> Path:
+    return next((fitted_run[1] / "checkpoints").glob("epoch*.ckpt"))

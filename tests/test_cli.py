@@ -2,42 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist.yaml"
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Runs the installed `mnist-lightning` script, as a user would."""
-    script = shutil.which("mnist-lightning") or str(Path(sys.executable).with_name("mnist-lightning"))
-    return subprocess.run([script, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
-def scalars(run_dir: Path) -> dict[str, list[float]]:
-    """Every scalar of a run, read by tensorboard's own event reader."""
-    events = EventAccumulator(str(run_dir))
-    events.Reload()
-    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-
-
-@pytest.fixture(scope="module")
-def fitted_run(synthetic_mnist, tmp_path_factory):
-    """One short fit on the synthetic files, shared by the tests below."""
-    data_dir, _ = synthetic_mnist
-    cwd = tmp_path_factory.mktemp("cwd")
-    result = cli(
-        "fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--data.batch_size", "32",
-        "--model.lr", "0.003", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5",
-        "--trainer.enable_progress_bar", "false", cwd=cwd,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return cwd, cwd / "runs" / "mnist" / "version_0", result
+from conftest import cli
+from mnist_lightning.report import run_scalars as scalars
 
 
 def test_fit_prints_keras_style_summary(fitted_run):
@@ -47,7 +15,7 @@ def test_fit_prints_keras_style_summary(fitted_run):
 
 def test_fit_writes_one_run_directory(fitted_run):
     cwd, run, _ = fitted_run
-    assert sorted(p.name for p in (cwd / "runs" / "mnist").iterdir()) == ["version_0"]
+    assert sorted(p.name for p in cwd.iterdir()) == ["runs"]  # nothing strewn outside the run directory
     assert (run / "config.yaml").is_file() and (run / "hparams.yaml").is_file()
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert "last.ckpt" in checkpoints
@@ -74,6 +42,12 @@ def test_test_rebuilds_everything_from_the_checkpoint(fitted_run):
     values = scalars(test_run)
     assert values["test_acc"][0] > 0.9
     assert 0 < values["test_loss"][0] < 1
+    # The end of `test` puts the confusion matrix into TensorBoard's images and the
+    # test metrics beside the hyperparameters (the HPARAMS tab).
+    events = EventAccumulator(str(test_run))
+    events.Reload()
+    assert "test_confusion_matrix" in events.Tags()["images"]
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
 
 def test_missing_checkpoint_is_one_clear_line(tmp_path):

@@ -1,0 +1,66 @@
+"""The notebook's figures: confusion matrix, learning curves and digit grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works on servers without a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from mnist_lightning.files import write_atomically  # noqa: E402
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def confusion_figure(cm: np.ndarray) -> Figure:
+    """Counts, and rows normalized to recall, side by side (rows: true digit)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    for ax, data, fmt, title in ((axes[0], cm, "d", "counts"), (axes[1], rows, ".2f", "row-normalized (recall)")):
+        sns.heatmap(data, annot=True, fmt=fmt, cmap="Blues", cbar=False, square=True, ax=ax,
+                    xticklabels=DIGITS, yticklabels=DIGITS, annot_kws={"size": 7})  # fmt: skip
+        ax.set(xlabel="predicted digit", ylabel="true digit", title=f"Confusion matrix, {title}")
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(scalars: dict[str, list[float]]) -> Figure:
+    """Loss and accuracy per epoch, training against validation, as the notebook plots them."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("loss", "acc")):
+        for stage in ("train", "val"):
+            values = scalars.get(f"{stage}_{metric}", [])
+            ax.plot(range(1, len(values) + 1), values, marker="o", label=stage)
+        ax.set(xlabel="epoch", ylabel=metric, title=f"{'Loss' if metric == 'loss' else 'Accuracy'} per epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def digits_figure(images: np.ndarray, captions: list[str], title: str, columns: int = 8) -> Figure:
+    """A grid of 28x28 digits (white ink on black, as MNIST stores them) with a caption each."""
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.75), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Saves atomically and frees the figure (a report makes several)."""
+    try:
+        return write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)

@@ -1,0 +1,59 @@
+"""predictions.csv for `mnist-lightning predict`, written by Lightning's prediction-writer hook."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch import Tensor
+
+from mnist_lightning.files import write_text
+
+
+class CSVPredictionWriter(BasePredictionWriter):
+    """One row per image: what identifies it (path, or test index and label), prediction, confidence.
+
+    Set the file with --prediction_writer.output; it is replaced atomically.
+    """
+
+    def __init__(self, output: str = "predictions.csv") -> None:
+        super().__init__(write_interval="epoch")
+        self.output = output
+
+    def write_on_epoch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any], batch_indices: Sequence[Any]
+    ) -> None:
+        probabilities = torch.cat(list(predictions)).float().cpu()
+        confidence, predicted = probabilities.max(dim=1)
+        header, rows = trainer.datamodule.predict_table()
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow([*header, "prediction", "confidence"])
+        for row, p, c in zip(rows, predicted.tolist(), confidence.tolist()):
+            writer.writerow([*row, p, f"{c:.4f}"])
+        write_text(self.output, buffer.getvalue())
+        print(summarize(predicted, confidence, header, rows, self.output))
+
+
+def summarize(predicted: Tensor, confidence: Tensor, header: list[str], rows: list[list[Any]], output: str) -> str:
+    counts = Counter(predicted.tolist())
+    lines = [
+        f"Predicted {len(predicted)} image(s) -> {output}",
+        "  digits: " + ", ".join(f"{d}: {counts[d]}" for d in range(10) if counts[d]),
+        f"  mean confidence {confidence.mean():.3f}; below 0.5: {int((confidence < 0.5).sum())}",
+    ]
+    if header == ["index", "label"]:
+        labels = torch.tensor([label for _, label in rows])
+        lines.append(f"  accuracy on the MNIST test set: {(predicted == labels).float().mean():.4f}")
+    else:
+        for (path,), p, c in list(zip(rows, predicted.tolist(), confidence.tolist()))[:10]:
+            lines.append(f"  {path}: {p} ({c:.2f})")
+        if len(rows) > 10:
+            lines.append(f"  ... {len(rows) - 10} more in {output}")
+    return "\n".join(lines)

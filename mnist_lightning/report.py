@@ -1,0 +1,91 @@
+"""`mnist-lightning report`: the notebook's evaluation half, from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torchmetrics.functional.classification import (
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+from mnist_lightning import plots
+from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.files import write_text
+from mnist_lightning.module import MNISTClassifier
+
+
+def run_scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar series of a run, read by tensorboard's own event reader."""
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def class_metrics(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+    confusion = multiclass_confusion_matrix(probabilities, labels, num_classes=10)  # rows: true label
+    per_class = {
+        name: fn(probabilities, labels, num_classes=10, average=None).tolist()
+        for name, fn in (("precision", multiclass_precision), ("recall", multiclass_recall), ("f1", multiclass_f1_score))
+    }
+    support = confusion.sum(1).tolist()
+    return {
+        "test_acc": confusion.trace().item() / len(labels),
+        "test_loss": F.nll_loss(probabilities.clamp_min(1e-12).log(), labels).item(),
+        "num_samples": len(labels),
+        "per_class": {
+            str(d): {**{k: round(v[d], 6) for k, v in per_class.items()}, "support": support[d]} for d in range(10)
+        },
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def summary(metrics: dict) -> str:
+    per_class = metrics["per_class"]
+    weakest = sorted(per_class, key=lambda d: per_class[d]["f1"])[:3]
+    cm = np.array(metrics["confusion_matrix"])
+    np.fill_diagonal(cm, 0)
+    pairs = sorted(((cm[t, p], t, p) for t in range(10) for p in range(10) if cm[t, p]), reverse=True)[:3]
+    return "\n".join([
+        f"Test accuracy {metrics['test_acc']:.4f}, loss {metrics['test_loss']:.4f} on {metrics['num_samples']} images",
+        "  weakest classes (F1): " + ", ".join(f"{d} ({per_class[d]['f1']:.4f})" for d in weakest),
+        "  most frequent confusions (true -> predicted): " + ", ".join(f"{t}->{p} x{n}" for n, t, p in pairs),
+    ])  # fmt: skip
+
+
+def write_report(model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str, output_dir: str | None) -> Path:
+    """After a `test` run of `model`: metrics.json and the figures, into output_dir."""
+    run_dir = Path(ckpt_path).resolve().parent.parent  # <run>/checkpoints/<file>.ckpt
+    out = Path(output_dir) if output_dir else run_dir / "report"
+    probabilities = torch.cat(model.test_probabilities).float().cpu()
+    assert datamodule.test_set is not None
+    labels, images = datamodule.test_set.labels, datamodule.test_set.images[:, 0].numpy()
+    metrics = class_metrics(probabilities, labels)
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+    plots.save(plots.confusion_figure(np.array(metrics["confusion_matrix"])), out / "confusion_matrix.png")
+
+    scalars = run_scalars(run_dir)
+    if any(tag in scalars for tag in ("train_loss", "val_loss")):
+        plots.save(plots.curves_figure(scalars), out / "learning_curves.png")
+    else:
+        print(f"No training curves in {run_dir} (no event files there): learning_curves.png skipped")
+
+    confidence, predicted = probabilities.max(1)
+    pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:32]
+    captions = [f"true {labels[i]} / pred {predicted[i]}" for i in pick.tolist()]
+    plots.save(plots.digits_figure(images[pick], captions, "Random test digits"), out / "samples.png")
+    wrong = torch.nonzero(predicted != labels).flatten()
+    wrong = wrong[confidence[wrong].argsort(descending=True)][:32]
+    captions = [f"true {labels[i]} / pred {predicted[i]}\n{confidence[i]:.0%}" for i in wrong.tolist()]
+    title = f"Most confidently wrong ({len(torch.nonzero(predicted != labels))} wrong in all)"
+    plots.save(plots.digits_figure(images[wrong], captions, title), out / "misclassified.png")
+    print(summary(metrics))
+    print(f"Report written to {out}")
+    return out

@@ -1,0 +1,78 @@
+"""People's pictures become MNIST-style digits: white on black, 20 px box, centred by mass."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mnist_lightning.preprocess import mnist_style
+
+
+def zero(size: tuple[int, int], box: tuple[float, float, float, float], ink: int, paper: int, mode: str = "L"):
+    """A thick '0' in the given fraction box of a canvas: balanced, so centring by mass centres its box."""
+    image = Image.new("L", size, paper)
+    w, h = size
+    pen = max(2, int(min(w, h) * 0.04))
+    ImageDraw.Draw(image).ellipse([box[0] * w, box[1] * h, box[2] * w, box[3] * h], outline=ink, width=pen)
+    return image.convert(mode)
+
+
+def check_mnist_like(digit: np.ndarray) -> None:
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+    assert digit[[0, -1]].max() == 0 and digit[:, [0, -1]].max() == 0  # black border
+    assert digit.max() > 200  # bright ink
+    ys, xs = np.nonzero(digit > 0)
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 in (20, 21, 22)  # 20 px box, +resampling blur
+    cy, cx = (np.indices(digit.shape) * digit).reshape(2, -1).sum(1) / digit.sum()
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+
+
+def similar(a: np.ndarray, b: np.ndarray) -> float:
+    """Best correlation over shifts of up to one pixel (centring by mass rounds to whole pixels)."""
+    return max(
+        np.corrcoef(np.roll(a, (dy, dx), axis=(0, 1)).ravel(), b.ravel())[0, 1] for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+    )
+
+
+@pytest.mark.parametrize("size", [(28, 28), (64, 48), (300, 300), (1000, 400), (120, 900)])
+@pytest.mark.parametrize("light_paper", [True, False])
+def test_any_size_and_background_becomes_an_mnist_digit(size, light_paper):
+    ink, paper = (20, 235) if light_paper else (235, 20)
+    check_mnist_like(mnist_style(zero(size, (0.3, 0.3, 0.6, 0.7), ink, paper)))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "P", "I;16", "1"])
+def test_every_image_mode(mode):
+    check_mnist_like(mnist_style(zero((200, 160), (0.2, 0.2, 0.7, 0.8), 0, 255, mode)))
+
+
+def test_rgba_with_transparent_paper():
+    image = Image.new("RGBA", (150, 150), (0, 0, 0, 0))
+    ImageDraw.Draw(image).ellipse([40, 30, 100, 120], outline=(10, 10, 200, 255), width=8)
+    check_mnist_like(mnist_style(image))
+
+
+def test_off_centre_digit_is_centred_and_light_and_dark_agree():
+    corner = mnist_style(zero((400, 300), (0.02, 0.05, 0.25, 0.4), 30, 240))
+    check_mnist_like(corner)
+    inverse = mnist_style(zero((400, 300), (0.02, 0.05, 0.25, 0.4), 240, 30))
+    assert similar(corner, inverse) > 0.95
+
+
+def test_noisy_jpeg_photo_of_a_digit():
+    rng = np.random.default_rng(0)
+    clean = np.asarray(zero((240, 240), (0.35, 0.25, 0.7, 0.75), 40, 215), dtype=np.float32)
+    noisy = np.clip(clean + rng.normal(0, 12, clean.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noisy).convert("RGB").save(buffer, "JPEG", quality=70)
+    digit = mnist_style(Image.open(buffer))
+    check_mnist_like(digit)
+    reference = mnist_style(Image.fromarray(clean.astype(np.uint8)))
+    assert similar(digit, reference) > 0.9
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_blank_picture_is_refused(value):
+    with pytest.raises(ValueError, match="no digit found"):
+        mnist_style(Image.new("L", (50, 50), value))
