@@ -136,10 +136,10 @@ def test_failed_download_gives_one_clear_message(tmp_path, mnist_server):
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
-    from mnist_lightning.files import write_atomically, write_text
+    from mnist_lightning.files import _umask, write_atomically, write_text
 
     target = write_text(tmp_path / "out" / "metrics.json", "old")
-    assert target.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
 
     def crash(tmp):
         tmp.write_text("half")
@@ -150,10 +150,3 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "old"
     assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]  # no temporary file left
 
-
-def _current_umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
