@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -10,6 +11,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
+from mnist_lightning.callbacks import FiniteLoss, RNGState
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
@@ -69,11 +71,16 @@ class MNISTCLI(LightningCLI):
                     ModelCheckpoint(
                         monitor="val_acc",
                         mode="max",
-                        save_last=True,
                         filename="epoch{epoch:02d}-val_acc{val_acc:.4f}",
                         auto_insert_metric_name=False,
                     ),
+                    # last.ckpt after every epoch, for resuming. Not save_last=True:
+                    # Lightning 2.6 rewrites that only in epochs that set a new best,
+                    # so it can be epochs old.
+                    ModelCheckpoint(filename="last", enable_version_counter=False),
                     ExactSummary(max_depth=2),
+                    RNGState(),
+                    FiniteLoss(),
                 ],
             },
             args=args,
@@ -105,6 +112,11 @@ class MNISTCLI(LightningCLI):
             super().parse_arguments(parser, args)
 
 
+# Failures of the file system a user can fix (a full disk, a read-only or
+# unwritable directory), told as such rather than as a traceback.
+FIXABLE_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
+
+
 def main(args: ArgsType = None) -> None:
     """Entry point; user mistakes end with one line on stderr and exit status 1.
 
@@ -112,9 +124,13 @@ def main(args: ArgsType = None) -> None:
     """
     try:
         MNISTCLI(args=args)
-    except UserError as err:
-        if os.environ.get("MNIST_LIGHTNING_DEBUG"):
+    except (UserError, OSError) as err:
+        if os.environ.get("MNIST_LIGHTNING_DEBUG") or (isinstance(err, OSError) and err.errno not in FIXABLE_OS_ERRORS):
             raise
+        if isinstance(err, OSError):
+            err = UserError(f"cannot write {err.filename or 'an output file'}: {err.strerror}. Free space or "
+                            "choose another place (e.g. --trainer.logger.init_args.save_dir DIR); "
+                            "files written before are intact")  # fmt: skip
         sys.exit(f"mnist-lightning: error: {err}")
 
 

@@ -88,6 +88,17 @@ class MNISTClassifier(L.LightningModule):
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test_")}
         self.logger.log_hyperparams(dict(self.hparams), metrics)
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint of another network gets a message instead of load_state_dict's traceback."""
+        ours = {name: tuple(t.shape) for name, t in self.state_dict().items()}
+        theirs = {name: tuple(t.shape) for name, t in checkpoint.get("state_dict", {}).items()}
+        if ours != theirs:
+            differ = sorted(set(ours) ^ set(theirs)) or [n for n in ours if ours[n] != theirs[n]]
+            raise UserError(
+                "the checkpoint holds a different network than this project's MNIST CNN "
+                f"({', '.join(differ[:3])}{' ...' if len(differ) > 3 else ''} differ)"
+            )
+
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self(batch[0]).softmax(dim=1)
 
@@ -98,7 +109,9 @@ class MNISTClassifier(L.LightningModule):
         loss = F.cross_entropy(logits, labels)
         accuracy = self.accuracy[f"{stage}_acc"]  # "train" itself is taken by nn.Module
         accuracy.update(logits, labels)
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
+        # sync_dist: under DDP the epoch's loss is averaged over every rank's shard
+        # (once per epoch, not per step); torchmetrics syncs the accuracy itself.
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
         self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss, logits
 

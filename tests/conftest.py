@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import http.server
+import os
 import shutil
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from torchvision.datasets import MNIST
 
 REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "mnist"
 N_TRAIN, N_TEST = 400, 100
@@ -34,10 +40,10 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_mnist(root: Path, compress: bool = False) -> dict[str, np.ndarray]:
+def write_mnist(root: Path, compress: bool = False, n_train: int = N_TRAIN) -> dict[str, np.ndarray]:
     """Writes the four files into root (raw layout, or .gz for a download server)."""
     arrays = {}
-    for prefix, n, seed in (("train", N_TRAIN, 0), ("t10k", N_TEST, 1)):
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", N_TEST, 1)):
         images, labels = synthetic_digits(n, seed)
         arrays[f"{prefix}-images-idx3-ubyte"] = images
         arrays[f"{prefix}-labels-idx1-ubyte"] = labels
@@ -72,10 +78,15 @@ def real_mnist() -> Path:
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist.yaml"
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Runs the installed `mnist-lightning` script, as a user would."""
+def cli_command(*args: str) -> list[str]:
+    """The installed `mnist-lightning` script with arguments, as a user would type it."""
     script = shutil.which("mnist-lightning") or str(Path(sys.executable).with_name("mnist-lightning"))
-    return subprocess.run([script, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return [script, *args]
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, **(env or {})}
+    return subprocess.run(cli_command(*args), cwd=cwd, capture_output=True, text=True, timeout=300, env=environ)
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +106,20 @@ def fitted_run(synthetic_mnist, tmp_path_factory):
 @pytest.fixture(scope="session")
 def best_checkpoint(fitted_run) -> Path:
     return next((fitted_run[1] / "checkpoints").glob("epoch*.ckpt"))
+
+
+@pytest.fixture
+def mnist_server(tmp_path, monkeypatch):
+    """A local HTTP mirror of synthetic .gz files; torchvision is pointed at it."""
+    served = tmp_path / "server"
+    arrays = write_mnist(served, compress=True)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    resources = [(f"{name}.gz", md5(served / f"{name}.gz")) for name in arrays]
+    monkeypatch.setattr(MNIST, "mirrors", [url])
+    monkeypatch.setattr(MNIST, "resources", resources)
+    yield SimpleNamespace(url=url, arrays=arrays, served=served)
+    server.shutdown()

@@ -1,13 +1,8 @@
-import functools
-import http.server
-import threading
 from types import SimpleNamespace
 
 import pytest
 import torch
-from torchvision.datasets import MNIST
-
-from conftest import N_TEST, N_TRAIN, md5, write_mnist
+from conftest import N_TEST, N_TRAIN
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 
@@ -100,23 +95,6 @@ def test_missing_files_without_download_say_where_to_put_them(tmp_path):
     dm = MNISTDataModule(data_dir=str(tmp_path), download=False)
     with pytest.raises(UserError, match=r"MNIST/raw.*train-images-idx3-ubyte"):
         dm.prepare_data()
-
-
-@pytest.fixture
-def mnist_server(tmp_path, monkeypatch):
-    """A local HTTP mirror of synthetic .gz files; torchvision is pointed at it."""
-    served = tmp_path / "server"
-    arrays = write_mnist(served, compress=True)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
-    resources = [(f"{name}.gz", md5(served / f"{name}.gz")) for name in arrays]
-    monkeypatch.setattr(MNIST, "mirrors", [url])
-    monkeypatch.setattr(MNIST, "resources", resources)
-    yield SimpleNamespace(url=url, arrays=arrays, served=served)
-    server.shutdown()
 
 
 def test_downloads_through_torchvision_when_files_are_missing(tmp_path, mnist_server):
