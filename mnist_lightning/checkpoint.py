@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} does not exist (look in the run's checkpoints/ folder)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UserError(
-            f"refused to load {path}: it holds objects other than tensors and plain values, "
-            f"and loading them could run code ({str(err).splitlines()[-1].strip()})"
-        ) from err
-    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        raise UserError(f"{path} is not a readable checkpoint (truncated or not a torch file): {err}") from err
+    except Exception as err:  # noqa: BLE001 - a damaged file can break the unpickler in any way
+        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
+            raise UserError(
+                f"refused to load {path}: it holds objects other than tensors and plain values, "
+                "and unpickling them could run code. Only load it weights-only, or re-save it from trusted code"
+            ) from err
+        reason = f"{type(err).__name__}: {str(err).split('. ')[0]}"
+        raise UserError(f"{path} is not a readable checkpoint: truncated, or not saved by torch ({reason})") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path} is a torch file but not a Lightning checkpoint (no state_dict)")
     return checkpoint

@@ -96,7 +96,7 @@ class MNISTClassifier(L.LightningModule):
             differ = sorted(set(ours) ^ set(theirs)) or [n for n in ours if ours[n] != theirs[n]]
             raise UserError(
                 "the checkpoint holds a different network than this project's MNIST CNN "
-                f"({', '.join(differ[:3])}{' ...' if len(differ) > 3 else ''} differ)"
+                f"(tensors that differ: {', '.join(differ[:3])}{' ...' if len(differ) > 3 else ''})"
             )
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:

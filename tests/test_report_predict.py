@@ -116,6 +116,10 @@ def test_truncated_and_foreign_checkpoints_get_clear_messages(best_checkpoint, t
     truncated.write_bytes(best_checkpoint.read_bytes()[:5000])
     with pytest.raises(UserError, match="not a readable checkpoint"):
         load_checkpoint(truncated)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello, not a checkpoint")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        load_checkpoint(text)
     plain = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), plain)
     with pytest.raises(UserError, match="not a Lightning checkpoint"):
