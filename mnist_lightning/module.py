@@ -9,6 +9,7 @@ from lightning.pytorch.utilities.types import OptimizerLRScheduler
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import OneCycleLR
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from mnist_lightning.errors import UserError
@@ -42,9 +43,10 @@ class MNISTClassifier(L.LightningModule):
         # channels_last: oneDNN's convolutions and max-pooling are several times
         # faster in NHWC on CPU (the NCHW max-pool forward alone took 4.4 ms a batch).
         self.net = MNISTNet(keras_init=keras_init, dropout=dropout).to(memory_format=torch.channels_last)
-        self.accuracy = nn.ModuleDict(
+        self.accuracy = nn.ModuleDict(  # keys "{stage}_acc": "train" itself is taken by nn.Module
             {f"{stage}_acc": MulticlassAccuracy(10, average="micro", validate_args=False) for stage in ("train", "val", "test")}
         )
+        self.train_loss = MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(10, validate_args=False)
         self.test_probabilities: list[Tensor] = []  # kept for `report`'s digit grids
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # gives the summary its shapes
@@ -61,9 +63,24 @@ class MNISTClassifier(L.LightningModule):
         torch.set_flush_denormal(True)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss, _ = self._step(batch, "train")
-        self.log("train_loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        # The epoch's loss and accuracy accumulate in torchmetrics and are logged once,
+        # in on_train_epoch_end: three self.log calls a step cost ~1.4 ms here, 6% of
+        # an epoch. The step loss is logged only on the steps the logger writes
+        # (Lightning's rule: every log_every_n_steps optimizer steps).
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        self.train_loss.update(loss.detach(), weight=len(labels))
+        self.accuracy["train_acc"].update(logits, labels)
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train_loss_step", loss, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # compute() reduces over DDP ranks itself.
+        self.log_dict({"train_loss": self.train_loss.compute(), "train_acc": self.accuracy["train_acc"].compute()})
+        self.train_loss.reset()
+        self.accuracy["train_acc"].reset()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
@@ -103,16 +120,16 @@ class MNISTClassifier(L.LightningModule):
         return self(batch[0]).softmax(dim=1)
 
     def _step(self, batch: Batch, stage: str) -> tuple[Tensor, Tensor]:
-        """Logs the loss and accuracy of a batch; returns the loss and the logits."""
+        """Validation and test: logs the loss and accuracy of a batch; returns the loss and the logits."""
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
-        accuracy = self.accuracy[f"{stage}_acc"]  # "train" itself is taken by nn.Module
+        accuracy = self.accuracy[f"{stage}_acc"]
         accuracy.update(logits, labels)
         # sync_dist: under DDP the epoch's loss is averaged over every rank's shard
         # (once per epoch, not per step); torchmetrics syncs the accuracy itself.
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(labels), sync_dist=True)
-        self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, prog_bar=True)
         return loss, logits
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
