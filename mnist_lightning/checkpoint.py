@@ -7,8 +7,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mnist_lightning.errors import UserError
+from mnist_lightning.files import write_atomically
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames it into place.
+
+    Lightning's writer stages the file in the system temp directory (through fsspec)
+    and moves it from there; when /tmp is another file system (tmpfs, often) that
+    move is a copy, and a kill during it leaves last.ckpt cut short.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        write_atomically(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

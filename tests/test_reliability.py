@@ -214,3 +214,26 @@ def test_disk_full_while_writing_predictions_keeps_the_old_file(best_checkpoint,
         cli_module.main(["predict", "--ckpt_path", str(best_checkpoint), *QUIET])
     assert "No space left on device" in str(exit_.value.code) and "cannot write" in str(exit_.value.code)
     assert old.read_text() == "index,label,prediction,confidence\n"
+
+
+def test_checkpoints_are_written_beside_the_target_then_renamed(tmp_path, monkeypatch):
+    from mnist_lightning.checkpoint import AtomicCheckpointIO
+    from mnist_lightning.cli import MNISTCLI
+
+    monkeypatch.chdir(tmp_path)
+    trainer = MNISTCLI(args=["--trainer.accelerator", "cpu"], run=False).trainer
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+    target = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, target)
+
+    def killed_mid_write(obj, f):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt  # stands in for the process dying
+
+    monkeypatch.setattr(torch, "save", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, target)
+    assert torch.equal(load_checkpoint(target)["state_dict"]["w"], torch.ones(2))  # the old one, whole
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt" or p.name.startswith(".")] == ["last.ckpt"]
