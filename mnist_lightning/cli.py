@@ -1,4 +1,4 @@
-"""`mnist-lightning {fit,validate,test,predict}`: LightningCLI over our module and data."""
+"""`mnist-lightning {fit,validate,test,predict,report}`: LightningCLI over our module and data."""
 
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ class MNISTTrainer(Trainer):
             ckpt_path: the checkpoint; model and data settings are read from it.
             output_dir: where to write; default: report/ in the checkpoint's run directory.
         """
-        from mnist_lightning.report import write_report  # matplotlib and seaborn load only here
+        from mnist_lightning.report import (
+            write_report,  # matplotlib and seaborn load only here
+        )
 
         self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         write_report(model, datamodule, ckpt_path, output_dir)
@@ -54,7 +56,7 @@ class MNISTTrainer(Trainer):
 class MNISTCLI(LightningCLI):
     """Every run writes its events, config and checkpoints into runs/mnist/version_N.
 
-    `validate`, `test` and `predict` given a checkpoint take the model's and the
+    `validate`, `test`, `predict` and `report` given a checkpoint take the model's and the
     data module's settings from it (LightningCLI does the model; we add the data
     as defaults, so explicit --data.* options still win, e.g. a new data_dir).
     """

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import OneCycleLR
 from torchmetrics import MeanMetric
@@ -98,7 +98,9 @@ class MNISTClassifier(L.LightningModule):
         """The confusion matrix into TensorBoard's images, the test metrics beside the hyperparameters."""
         if not isinstance(self.logger, TensorBoardLogger):
             return
-        from mnist_lightning.plots import confusion_figure  # matplotlib only when testing
+        from mnist_lightning.plots import (
+            confusion_figure,  # matplotlib only when testing
+        )
 
         matrix = self.test_confusion.compute().cpu().numpy()
         self.logger.experiment.add_figure("test_confusion_matrix", confusion_figure(matrix), self.global_step)

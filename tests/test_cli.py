@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from conftest import cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import cli
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.report import run_scalars as scalars
 

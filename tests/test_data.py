@@ -3,6 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import N_TEST, N_TRAIN
+
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import CONFIG, cli, cli_command, write_idx, write_mnist
+
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError

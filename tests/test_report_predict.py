@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import N_TEST, cli
 from PIL import Image
 
-from conftest import N_TEST, cli
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.errors import UserError
 
