@@ -49,8 +49,8 @@ class MNISTTrainer(Trainer):
             write_report,  # matplotlib and seaborn load only here
         )
 
-        self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        write_report(model, datamodule, ckpt_path, output_dir)
+        (results,) = self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        write_report(model, datamodule, results["test_loss"], ckpt_path, output_dir)
 
 
 class MNISTCLI(LightningCLI):

@@ -180,8 +180,13 @@ class MNISTDataModule(L.LightningDataModule):
         self.predict_files: list[Path] = []
 
     def prepare_data(self) -> None:
-        # Runs on one process per node, so a DDP job downloads once.
-        if self.predict_path is None or self.trainer is None or not self.trainer.predicting:
+        """Downloads what is missing (on one process per node, so a DDP job downloads once).
+
+        Files already there are left to `setup`, which parses them once.
+        """
+        predicting_files = self.predict_path is not None and self.trainer is not None and self.trainer.predicting
+        raw = Path(self.data_dir) / "MNIST" / "raw"
+        if not predicting_files and not all((raw / name).is_file() for name in RAW_FILES):
             for train in (True, False):
                 load_mnist(self.data_dir, train, self.download)
 

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.functional.classification import (
-    multiclass_confusion_matrix,
     multiclass_f1_score,
     multiclass_precision,
     multiclass_recall,
@@ -29,8 +27,8 @@ def run_scalars(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
-def class_metrics(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
-    confusion = multiclass_confusion_matrix(probabilities, labels, num_classes=10)  # rows: true label
+def class_metrics(confusion: torch.Tensor, probabilities: torch.Tensor, labels: torch.Tensor, test_loss: float) -> dict:
+    """metrics.json from what `test` computed: its confusion matrix (rows: true label) and loss."""
     per_class = {
         name: fn(probabilities, labels, num_classes=10, average=None).tolist()
         for name, fn in (("precision", multiclass_precision), ("recall", multiclass_recall), ("f1", multiclass_f1_score))
@@ -38,7 +36,7 @@ def class_metrics(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
     support = confusion.sum(1).tolist()
     return {
         "test_acc": confusion.trace().item() / len(labels),
-        "test_loss": F.nll_loss(probabilities.clamp_min(1e-12).log(), labels).item(),
+        "test_loss": test_loss,
         "num_samples": len(labels),
         "per_class": {
             str(d): {**{k: round(v[d], 6) for k, v in per_class.items()}, "support": support[d]} for d in range(10)
@@ -60,14 +58,16 @@ def summary(metrics: dict) -> str:
     ])  # fmt: skip
 
 
-def write_report(model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str, output_dir: str | None) -> Path:
+def write_report(
+    model: MNISTClassifier, datamodule: MNISTDataModule, test_loss: float, ckpt_path: str, output_dir: str | None
+) -> Path:
     """After a `test` run of `model`: metrics.json and the figures, into output_dir."""
     run_dir = Path(ckpt_path).resolve().parent.parent  # <run>/checkpoints/<file>.ckpt
     out = Path(output_dir) if output_dir else run_dir / "report"
     probabilities = torch.cat(model.test_probabilities).float().cpu()
     assert datamodule.test_set is not None
     labels, images = datamodule.test_set.labels, datamodule.test_set.images[:, 0].numpy()
-    metrics = class_metrics(probabilities, labels)
+    metrics = class_metrics(model.test_confusion.compute().cpu(), probabilities, labels, test_loss)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     plots.save(plots.confusion_figure(np.array(metrics["confusion_matrix"])), out / "confusion_matrix.png")
 
@@ -82,9 +82,9 @@ def write_report(model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path:
     captions = [f"true {labels[i]} / pred {predicted[i]}" for i in pick.tolist()]
     plots.save(plots.digits_figure(images[pick], captions, "Random test digits"), out / "samples.png")
     wrong = torch.nonzero(predicted != labels).flatten()
+    title = f"Most confidently wrong ({len(wrong)} wrong in all)"
     wrong = wrong[confidence[wrong].argsort(descending=True)][:32]
     captions = [f"true {labels[i]} / pred {predicted[i]}\n{confidence[i]:.0%}" for i in wrong.tolist()]
-    title = f"Most confidently wrong ({len(torch.nonzero(predicted != labels))} wrong in all)"
     plots.save(plots.digits_figure(images[wrong], captions, title), out / "misclassified.png")
     print(summary(metrics))
     print(f"Report written to {out}")
