@@ -148,7 +148,7 @@ class MNISTDataModule(L.LightningDataModule):
         self,
         data_dir: str = "data",
         batch_size: int = 128,
-        eval_batch_size: int = 1000,
+        eval_batch_size: int = 250,
         val_split: float = 0.1,
         standardize: bool = False,
         download: bool = True,

@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from mnist_lightning.errors import UserError
+from mnist_lightning.host import tune_host
 from mnist_lightning.model import MNISTNet
 
 Batch = tuple[Tensor, Tensor]
@@ -58,9 +59,7 @@ class MNISTClassifier(L.LightningModule):
         return self.net(images.contiguous(memory_format=torch.channels_last))
 
     def setup(self, stage: str) -> None:
-        # Flush denormal floats to zero, as TensorFlow (the notebook's backend)
-        # does by default: max-pool's backward met them and ran 3x slower.
-        torch.set_flush_denormal(True)
+        tune_host()
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         # The epoch's loss and accuracy accumulate in torchmetrics and are logged once,
@@ -138,7 +137,10 @@ class MNISTClassifier(L.LightningModule):
         """Adam at a constant `lr` (the notebook), or with `one_cycle` a 1cycle schedule
         peaking at `lr`, stepped every batch: it reaches the same accuracy in fewer epochs."""
         hp = self.hparams
-        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=hp.betas, eps=hp.eps, weight_decay=hp.weight_decay)
+        # The fused kernel: one pass over each parameter instead of ~10 tensor ops
+        # (0.12-0.2 ms a step on our CPU instead of 0.35-0.4), same update rule.
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=hp.betas, eps=hp.eps,
+                                     weight_decay=hp.weight_decay, fused=self.device.type in ("cpu", "cuda"))
         if not hp.one_cycle:
             return optimizer
         schedule = OneCycleLR(optimizer, max_lr=hp.lr, total_steps=self.trainer.estimated_stepping_batches)

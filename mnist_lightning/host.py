@@ -1,0 +1,44 @@
+"""Process-wide CPU settings that make training faster without changing what it computes."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+import torch
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_host() -> None:
+    """Flush denormals, keep freed memory for reuse, skip a failing per-step GPU probe;
+    each measured on real MNIST batches.
+
+    - Denormal floats are flushed to zero, as TensorFlow (the notebook's backend)
+      does by default: max-pool's backward met them and ran 3x slower.
+    - glibc hands every buffer over 128 KiB back to the kernel when it is freed, so
+      each training step of batch 128 faulted ~5,000 fresh zeroed pages back in
+      (10 ms of system time a step on our 2-core VM, a third of the step). Raising
+      the mmap threshold to its 32 MiB maximum and keeping up to 256 MiB of freed heap
+      lets every step reuse the previous step's memory: ~1 page fault a step.
+    - Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1, so that asking whether CUDA
+      is available never poisons fork. Adam asks at every step; on a machine without
+      NVIDIA's driver each answer first fails to load libnvidia-ml and then asks the
+      CUDA runtime anyway (0.1-0.3 ms a step). Without that library the NVML check
+      has nothing to protect, so it is switched off.
+    """
+    torch.set_flush_denormal(True)
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1":
+        try:
+            ctypes.CDLL("libnvidia-ml.so.1")
+        except OSError:
+            del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None)
+            libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+            libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
+        except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt): nothing to tune
+            pass
