@@ -37,7 +37,7 @@ from mnist_lightning.host import tune_host
 from mnist_lightning.model import MNISTNet
 
 ROOT = Path(__file__).resolve().parents[1]
-BATCH, EVAL_BATCH = 128, 1000
+BATCH, EVAL_BATCH = 128, MNISTDataModule().eval_batch_size  # the project's evaluation batch for every system
 
 
 class PlainLoop:

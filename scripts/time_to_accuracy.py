@@ -1,0 +1,58 @@
+"""Wall time from command start to saved checkpoint, and that checkpoint's test accuracy, per seed.
+
+    python scripts/time_to_accuracy.py --data_dir ../shared/mnist [--config configs/fast.yaml] [--seeds 1 2 3]
+
+Each seed runs `mnist-lightning fit` as a user would (a fresh process, so start-up
+and imports count), then `mnist-lightning test` on the checkpoint it wrote last.
+Runs go to a temporary directory. Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mnist_lightning.report import run_scalars
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "mnist_lightning"]
+
+
+def run_seed(config: Path, data_dir: str, seed: int, workdir: Path) -> dict[str, float]:
+    start = time.time()
+    subprocess.run([*CLI, "fit", "-c", str(config), "--data.data_dir", data_dir, "--seed_everything", str(seed),
+                    "--trainer.enable_progress_bar", "false"], cwd=workdir, check=True, capture_output=True)  # fmt: skip
+    run = max(workdir.glob("runs/mnist/version_*"), key=lambda p: int(p.name.split("_")[1]))
+    best = next(p for p in (run / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
+    to_checkpoint = max(p.stat().st_mtime for p in (run / "checkpoints").glob("*.ckpt")) - start
+    subprocess.run([*CLI, "test", "--ckpt_path", str(best), "--trainer.enable_progress_bar", "false"],
+                   cwd=workdir, check=True, capture_output=True)  # fmt: skip
+    test_run = max(workdir.glob("runs/mnist/version_*"), key=lambda p: int(p.name.split("_")[1]))
+    test_acc = run_scalars(test_run)["test_acc"][-1]
+    return {"seed": seed, "seconds_to_checkpoint": round(to_checkpoint, 1), "test_acc": test_acc}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default="data")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "fast.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    args = parser.parse_args()
+    data_dir = str(Path(args.data_dir).resolve())
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            results.append(run_seed(args.config.resolve(), data_dir, seed, Path(tmp)))
+            print(json.dumps(results[-1]), flush=True)
+    print("\n| seed | s to checkpoint | test acc |\n|---|---|---|")
+    for r in results:
+        print(f"| {r['seed']} | {r['seconds_to_checkpoint']:.1f} | {r['test_acc'] * 100:.2f}% |")
+
+
+if __name__ == "__main__":
+    main()
