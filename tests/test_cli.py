@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import cli
+from conftest import CONFIG, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lightning.checkpoint import load_checkpoint
@@ -67,3 +67,16 @@ def test_missing_data_offline_is_one_clear_line(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "Put the four files" in result.stderr
+
+
+def test_a_chosen_profiler_replaces_the_silent_default(synthetic_mnist, tmp_path, fitted_run):
+    _, run, _ = fitted_run
+    assert "mnist_lightning.cli.NoProfiler" in (run / "config.yaml").read_text()  # the saved config re-runs as is
+    data_dir, _ = synthetic_mnist
+    result = cli(
+        "fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--trainer.max_epochs", "1",
+        "--trainer.profiler", "simple", "--trainer.enable_progress_bar", "false", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Profiler Report" in result.stdout + result.stderr
+    assert "run_training_batch" in result.stdout + result.stderr
