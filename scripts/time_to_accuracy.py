@@ -3,7 +3,7 @@
     python scripts/time_to_accuracy.py --data_dir ../shared/mnist [--config configs/fast.yaml] [--seeds 1 2 3]
 
 Each seed runs `mnist-lightning fit` as a user would (a fresh process, so start-up
-and imports count), then `mnist-lightning test` on the checkpoint it wrote last.
+and imports count), then `mnist-lightning test` on its best checkpoint (by val_acc).
 Runs go to a temporary directory. Run it on an otherwise idle machine.
 """
 
@@ -23,17 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "mnist_lightning"]
 
 
+def mnist_lightning(workdir: Path, *args: str) -> Path:
+    """Runs one `mnist-lightning` command in workdir; returns the run directory it wrote."""
+    subprocess.run([*CLI, *args, "--trainer.enable_progress_bar", "false"], cwd=workdir, check=True, capture_output=True)
+    return max(workdir.glob("runs/mnist/version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
 def run_seed(config: Path, data_dir: str, seed: int, workdir: Path) -> dict[str, float]:
     start = time.time()
-    subprocess.run([*CLI, "fit", "-c", str(config), "--data.data_dir", data_dir, "--seed_everything", str(seed),
-                    "--trainer.enable_progress_bar", "false"], cwd=workdir, check=True, capture_output=True)  # fmt: skip
-    run = max(workdir.glob("runs/mnist/version_*"), key=lambda p: int(p.name.split("_")[1]))
-    best = next(p for p in (run / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt")
-    to_checkpoint = max(p.stat().st_mtime for p in (run / "checkpoints").glob("*.ckpt")) - start
-    subprocess.run([*CLI, "test", "--ckpt_path", str(best), "--trainer.enable_progress_bar", "false"],
-                   cwd=workdir, check=True, capture_output=True)  # fmt: skip
-    test_run = max(workdir.glob("runs/mnist/version_*"), key=lambda p: int(p.name.split("_")[1]))
-    test_acc = run_scalars(test_run)["test_acc"][-1]
+    run = mnist_lightning(workdir, "fit", "-c", str(config), "--data.data_dir", data_dir, "--seed_everything", str(seed))
+    checkpoints = list((run / "checkpoints").glob("*.ckpt"))
+    to_checkpoint = max(p.stat().st_mtime for p in checkpoints) - start
+    best = next(p for p in checkpoints if p.name != "last.ckpt")
+    test_acc = run_scalars(mnist_lightning(workdir, "test", "--ckpt_path", str(best)))["test_acc"][-1]
     return {"seed": seed, "seconds_to_checkpoint": round(to_checkpoint, 1), "test_acc": test_acc}
 
 
