@@ -54,15 +54,16 @@ class FiniteLoss(L.Callback):
     """
 
     def __init__(self) -> None:
-        self.bad: Tensor | None = None
+        self.total: Tensor | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:  # fmt: skip
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        not_finite = ~torch.isfinite(loss.detach())
-        self.bad = not_finite if self.bad is None else self.bad | not_finite
+        # One op a step: a sum is NaN or infinite as soon as one of its terms is
+        # (isfinite, not and or cost three, ~0.1 ms a step in training).
+        loss = (outputs["loss"] if isinstance(outputs, dict) else outputs).detach()
+        self.total = loss if self.total is None else self.total + loss
         last = batch_idx + 1 >= trainer.num_training_batches
-        if (last or (trainer.global_step % trainer.log_every_n_steps == 0)) and bool(self.bad):
+        if (last or (trainer.global_step % trainer.log_every_n_steps == 0)) and not torch.isfinite(self.total):
             saved = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
             raise UserError(
                 f"the training loss became NaN or infinite in epoch {trainer.current_epoch}, before step "
