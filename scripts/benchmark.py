@@ -5,8 +5,9 @@
 Every system trains the same network on the same 54k/6k split with batch 128 and
 Adam(1e-3); an epoch is the training pass plus validation. The systems take turns,
 one epoch each. The first epoch of each is warm-up; the table shows the median
-(and min-max) of the rest. Run it on an
-otherwise idle machine: a second busy process halves the figures on 2 cores.
+(and min-max) of the rest. A second phase pairs a bare Trainer (Lightning's parity
+setup) with a fresh plain loop. Run it on an otherwise idle machine: a second busy
+process halves the figures on 2 cores.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from mnist_lightning.cli import MNISTCLI
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.host import tune_host
 from mnist_lightning.model import MNISTNet
+from mnist_lightning.module import MNISTClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
+BARE = "bare Trainer (logger, checkpoints, progress bar off)"
 BATCH, EVAL_BATCH = 128, MNISTDataModule().eval_batch_size  # the project's evaluation batch for every system
 
 
@@ -74,19 +77,32 @@ class PlainLoop:
 
 
 class Interleave(L.Callback):
-    """Times each epoch of the project's fit (training start to epoch end, validation and
-    checkpointing included), then runs one epoch of every plain loop, so that all systems
-    meet the same machine: on a shared 2-core VM, load drifts over minutes."""
+    """Times each epoch of the project's fit, then runs one epoch of every plain loop, so that
+    all systems meet the same machine: on a shared 2-core VM, load drifts over minutes.
 
-    def __init__(self, loops: dict[str, PlainLoop]) -> None:
+    An epoch is timed from its start to the next one's (or to the end of training), so
+    it includes validation and the checkpoints, which Lightning writes after every
+    other callback's on_train_epoch_end.
+    """
+
+    def __init__(self, name: str, loops: dict[str, PlainLoop]) -> None:
+        self.name = name
         self.loops = loops
         self.times: list[float] = []
+        self.start: float | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._end_epoch()
         self.start = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._end_epoch()
+
+    def _end_epoch(self) -> None:
+        if self.start is None:
+            return
         self.times.append(time.perf_counter() - self.start)
+        print(f"{self.name}: {self.times[-1]:.2f} s", file=sys.stderr)
         for name, loop in self.loops.items():
             loop.epoch()
             print(f"  {name}: {loop.times[-1]:.2f} s, val acc {loop.val_acc:.4f}", file=sys.stderr)
@@ -94,7 +110,7 @@ class Interleave(L.Callback):
 
 def project_fit(data_dir: str, epochs: int, loops: dict[str, PlainLoop]) -> list[float]:
     """The real thing: LightningCLI with configs/mnist.yaml, its logger, checkpoints and progress bar."""
-    timer = Interleave(loops)
+    timer = Interleave("project fit", loops)
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
@@ -109,6 +125,17 @@ def project_fit(data_dir: str, epochs: int, loops: dict[str, PlainLoop]) -> list
             cli.trainer.fit(cli.model, cli.datamodule)
         finally:
             os.chdir(cwd)
+    return timer.times
+
+
+def bare_fit(data_dir: str, epochs: int, loop: PlainLoop) -> list[float]:
+    """Lightning's own parity setup (its tests/parity_pytorch): our module and data in a Trainer
+    with logger, checkpoints, progress bar and summary off. Beside the project's fit it tells
+    what Lightning's loop costs apart from what our logging and checkpoints cost."""
+    timer = Interleave("bare Trainer", {"plain loop, our optimizations": loop})
+    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[timer])  # fmt: skip
+    trainer.fit(MNISTClassifier(), MNISTDataModule(data_dir=data_dir))
     return timer.times
 
 
@@ -148,8 +175,6 @@ def data_paths(data_dir: str) -> dict[str, float]:
 def test_throughput(data_dir: str) -> dict[str, float]:
     """Images/s over the 10k test set: Lightning's `test` and a plain inference loop."""
     dm = MNISTDataModule(data_dir=data_dir)
-    from mnist_lightning.module import MNISTClassifier
-
     model = MNISTClassifier()
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.test(model, dm, verbose=False)  # warm-up
@@ -174,6 +199,12 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
         "lightning": L.__version__, "date": time.strftime("%Y-%m-%d"),
     }  # fmt: skip
+
+
+def overhead(lightning: list[float], plain: list[float]) -> tuple[float, float, float]:
+    """Median, min and max of epoch-by-epoch ratios, warm-up epoch left out."""
+    paired = [a / b - 1 for a, b in zip(lightning[1:], plain[1:])]
+    return statistics.median(paired), min(paired), max(paired)
 
 
 def summary(times: list[float]) -> dict[str, float]:
@@ -208,13 +239,15 @@ def main() -> None:
     project_times = project_fit(args.data_dir, args.epochs, loops)
     epochs = {name: summary(loop.times) for name, loop in loops.items()}
     epochs["project fit (configs/mnist.yaml)"] = summary(project_times)
+    print("timing a bare Trainer, interleaved with the optimized plain loop ...", file=sys.stderr)
+    second_plain = PlainLoop(data, optimized=True, channels_last=True)
+    bare_times = bare_fit(args.data_dir, args.epochs, second_plain)
+    epochs[BARE] = summary(bare_times)
     print("timing data paths and test throughput ...", file=sys.stderr)
     loaders, tests = data_paths(args.data_dir), test_throughput(args.data_dir)
 
     base_nchw = epochs["plain loop, notebook, NCHW"]["median"]
     base_cl = epochs["plain loop, notebook, channels_last"]["median"]
-    same_opts = epochs["plain loop, our optimizations"]["median"]
-    project = epochs["project fit (configs/mnist.yaml)"]["median"]
     print(f"\n{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads), "
           f"lightning {info['lightning']}, {info['date']}")  # fmt: skip
     print("\n| system | s/epoch (train + val), median [min-max] | vs plain NCHW | vs plain channels_last |")
@@ -222,13 +255,15 @@ def main() -> None:
     for name, s in epochs.items():
         print(f"| {name} | {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] | "
               f"{base_nchw / s['median']:.2f}x | {base_cl / s['median']:.2f}x |")  # fmt: skip
-    # Each project epoch is followed at once by the plain loop's: the ratio of such
+    # Each Lightning epoch is followed at once by the plain loop's: the ratio of such
     # neighbours is robust to the machine's load drifting over minutes.
-    paired = [p / o - 1 for p, o in zip(project_times[1:], loops["plain loop, our optimizations"].times[1:])]
-    overhead = statistics.median(paired)
-    print(f"\nLightning overhead (project fit vs plain loop with our optimizations, median of epoch-by-epoch "
-          f"ratios): {overhead * 100:+.1f}% [{min(paired) * 100:+.1f}% to {max(paired) * 100:+.1f}%]; "
-          f"ratio of medians {(project / same_opts - 1) * 100:+.1f}%")  # fmt: skip
+    overheads = {
+        "project fit": overhead(project_times, loops["plain loop, our optimizations"].times),
+        "bare Trainer": overhead(bare_times, second_plain.times),
+    }
+    for name, (median, low, high) in overheads.items():
+        print(f"\nLightning overhead, {name} vs plain loop with our optimizations (median of epoch-by-epoch "
+              f"ratios): {median * 100:+.1f}% [{low * 100:+.1f}% to {high * 100:+.1f}%]")  # fmt: skip
     print("\n| data path (54k training images, host float batches) | images/s | ratio |\n|---|---|---|")
     for name, ips in loaders.items():
         print(f"| {name} | {ips:,.0f} | {ips / loaders['torchvision']:.1f}x |")
@@ -236,7 +271,7 @@ def main() -> None:
     for name, ips in tests.items():
         print(f"| {name} | {ips:,.0f} |")
     results = {"machine": info, "epochs": epochs, "data_paths": loaders, "test_throughput": tests,
-               "lightning_overhead": overhead, "lightning_overhead_per_epoch": paired}  # fmt: skip
+               "lightning_overhead": overheads}  # fmt: skip
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.json}")
 
