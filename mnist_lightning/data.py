@@ -143,7 +143,8 @@ class MNISTDataModule(L.LightningDataModule):
     the test set when it is not given.
 
     Batches leave the loaders as uint8 and are scaled after the transfer to the
-    device (`on_after_batch_transfer`): 4x fewer bytes to move, two passes over the batch to convert and scale.
+    device (`on_after_batch_transfer`): 4x fewer bytes to move, and converting and
+    scaling take two passes over the batch.
     """
 
     def __init__(
