@@ -62,9 +62,8 @@ class MNISTTrainer(Trainer):
             ckpt_path: the checkpoint; model and data settings are read from it.
             output_dir: where to write; default: report/ in the checkpoint's run directory.
         """
-        from mnist_lightning.report import (
-            write_report,  # matplotlib and seaborn load only here
-        )
+        # matplotlib and seaborn load only here
+        from mnist_lightning.report import write_report
 
         (results,) = self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         write_report(model, datamodule, results["test_loss"], ckpt_path, output_dir)

@@ -87,9 +87,14 @@ def check_idx(path: Path, kind: str) -> int:
     return dims[0]
 
 
+def raw_dir(data_dir: str | Path) -> Path:
+    """Where torchvision's MNIST keeps the four files under its root."""
+    return Path(data_dir) / "MNIST" / "raw"
+
+
 def load_mnist(data_dir: str | Path, train: bool, download: bool) -> MNIST:
     """torchvision's MNIST (download, checksums, parsing), with one clear message on failure."""
-    raw = Path(data_dir) / "MNIST" / "raw"
+    raw = raw_dir(data_dir)
     prefix = "train" if train else "t10k"
     images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
     if images.is_file() and labels.is_file():
@@ -188,8 +193,7 @@ class MNISTDataModule(L.LightningDataModule):
         Files already there are left to `setup`, which parses them once.
         """
         predicting_files = self.predict_path is not None and self.trainer is not None and self.trainer.predicting
-        raw = Path(self.data_dir) / "MNIST" / "raw"
-        if not predicting_files and not all((raw / name).is_file() for name in RAW_FILES):
+        if not predicting_files and not all((raw_dir(self.data_dir) / name).is_file() for name in RAW_FILES):
             for train in (True, False):
                 load_mnist(self.data_dir, train, self.download)
 

@@ -102,9 +102,8 @@ class MNISTClassifier(L.LightningModule):
         """The confusion matrix into TensorBoard's images, the test metrics beside the hyperparameters."""
         if not isinstance(self.logger, TensorBoardLogger):
             return
-        from mnist_lightning.plots import (
-            confusion_figure,  # matplotlib only when testing
-        )
+        # matplotlib only when testing
+        from mnist_lightning.plots import confusion_figure
 
         matrix = self.test_confusion.compute().cpu().numpy()
         self.logger.experiment.add_figure("test_confusion_matrix", confusion_figure(matrix), self.global_step)

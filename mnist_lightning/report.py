@@ -20,11 +20,16 @@ from mnist_lightning.files import write_text
 from mnist_lightning.module import MNISTClassifier
 
 
-def run_scalars(run_dir: Path) -> dict[str, list[float]]:
-    """Every scalar series of a run, read by tensorboard's own event reader."""
+def scalar_events(run_dir: Path) -> dict[str, list]:
+    """Every scalar series of a run as tensorboard's own reader gives it: events with step, wall_time, value."""
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    return {tag: events.Scalars(tag) for tag in events.Tags()["scalars"]}
+
+
+def run_scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar series of a run, values only."""
+    return {tag: [e.value for e in series] for tag, series in scalar_events(run_dir).items()}
 
 
 def class_metrics(confusion: torch.Tensor, probabilities: torch.Tensor, labels: torch.Tensor, test_loss: float) -> dict:

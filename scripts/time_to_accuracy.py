@@ -20,9 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from mnist_lightning.report import run_scalars
+from mnist_lightning.report import run_scalars, scalar_events
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "mnist_lightning"]
@@ -36,9 +34,7 @@ def mnist_lightning(workdir: Path, *args: str) -> Path:
 
 def seconds_per_epoch(run: Path) -> float | None:
     """Median spacing of the run's val_acc events; None with fewer than two."""
-    events = EventAccumulator(str(run))
-    events.Reload()
-    walls = [e.wall_time for e in events.Scalars("val_acc")]
+    walls = [e.wall_time for e in scalar_events(run)["val_acc"]]
     return statistics.median(b - a for a, b in zip(walls, walls[1:])) if len(walls) > 1 else None
 
 
