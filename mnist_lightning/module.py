@@ -56,6 +56,17 @@ class MNISTClassifier(L.LightningModule):
         self.test_probabilities: list[Tensor] = []  # kept for `report`'s digit grids
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # gives the summary its shapes
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # Lightning sets `_current_fx_name` before and after every hook it calls, ~40
+        # times a training step. nn.Module's __setattr__ first checks each value against
+        # Parameter, Buffer and Module, through Python-level isinstance hooks (1.5 us a
+        # call); a plain attribute needs none of that. 0.07 ms a step, 8% of what the
+        # Trainer adds to a plain loop (measured on a one-layer model).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, images: Tensor) -> Tensor:
         # With one channel this only restrides (no copy), but it tells oneDNN to
         # keep conv1's output NHWC: conv1 then runs 4x faster, and so does the
@@ -73,7 +84,7 @@ class MNISTClassifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
-        self.train_sums += torch.stack((loss.detach() * len(labels), (logits.argmax(1) == labels).sum()))
+        self.train_sums.add_(torch.stack((loss.detach() * len(labels), (logits.argmax(1) == labels).sum())))
         self.train_images += len(labels)
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train_loss_step", loss, prog_bar=True)

@@ -30,3 +30,16 @@ def test_train_metrics_are_per_image_means_over_the_epoch(synthetic_mnist):
     assert trainer.callback_metrics["train_loss"].item() == pytest.approx(expected_loss, rel=1e-4)
     assert trainer.callback_metrics["train_acc"].item() == pytest.approx(expected_acc, abs=1e-6)
     assert model.train_images == 0 and not model.train_sums.any()  # reset for the next epoch
+
+
+def test_fast_setattr_keeps_module_registration():
+    """Only Lightning's hook name skips nn.Module's checks; layers, parameters and buffers still register."""
+    model = MNISTClassifier()
+    model._current_fx_name = "training_step"
+    assert model._current_fx_name == "training_step"
+    assert "_current_fx_name" not in model._modules and "_current_fx_name" not in model._parameters
+    model.extra = torch.nn.Linear(2, 2)
+    model.scale = torch.nn.Parameter(torch.ones(1))
+    assert "extra" in model._modules and "scale" in dict(model.named_parameters())
+    with pytest.raises(TypeError):
+        model.net = "not a module"  # nn.Module's own check, still in force for every other name
