@@ -3,16 +3,18 @@
     python scripts/benchmark.py --data_dir ../shared/mnist [--epochs 10] [--json benchmark.json]
 
 Every system trains the same network on the same 54k/6k split with batch 128 and
-Adam(1e-3); an epoch is the training pass plus validation. The systems take turns,
-one epoch each. The first epoch of each is warm-up; the table shows the median
-(and min-max) of the rest. A second phase pairs a bare Trainer (Lightning's parity
-setup) with a fresh plain loop. Run it on an otherwise idle machine: a second busy
-process halves the figures on 2 cores.
+Adam(1e-3); an epoch is the training pass plus validation. The project's fit and the
+plain loop with our optimizations take turns every 50 training steps (see Interleave);
+the notebook's loops run an epoch after each project epoch. The first epoch of each is
+warm-up; the table shows the median (and min-max) of the rest. A second phase pairs a
+bare Trainer (Lightning's parity setup) with a fresh plain loop the same way. Run it on
+an otherwise idle machine: a second busy process halves the figures on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
@@ -39,6 +42,7 @@ from mnist_lightning.model import MNISTNet
 from mnist_lightning.module import MNISTClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
+NCHW, CL, OURS = "plain loop, notebook, NCHW", "plain loop, notebook, channels_last", "plain loop, our optimizations"
 BARE = "bare Trainer (logger, checkpoints, progress bar off)"
 BATCH, EVAL_BATCH = 128, MNISTDataModule().eval_batch_size  # the project's evaluation batch for every system
 
@@ -73,62 +77,107 @@ class PlainLoop:
                 yield images[idx], labels[idx]
 
     def epoch(self) -> None:
+        self.start_epoch()
+        self.train_steps(len(self.labels["train"]))
+        self.finish_epoch()
+
+    def start_epoch(self) -> None:
+        self.net.train()
+        self.train_batches = self.batches("train", BATCH, shuffle=True)
+        self.sums = torch.zeros(2)
+        self.elapsed = 0.0
+
+    def train_steps(self, n: int) -> None:
+        """The epoch's next `n` training steps (fewer at its end)."""
+        with self.timed():
+            for x, y in itertools.islice(self.train_batches, n):
+                logits = self.net(x.contiguous(memory_format=self.fmt))
+                loss = F.cross_entropy(logits, y)
+                if self.optimized:
+                    self.sums.add_(torch.stack((loss.detach() * len(y), (logits.argmax(1) == y).sum())))
+                self.opt.zero_grad()
+                loss.backward()
+                self.opt.step()
+
+    def finish_epoch(self) -> None:
+        """Validation; the epoch's time is then complete."""
+        with self.timed():
+            self.net.eval()
+            with torch.inference_mode():
+                correct = sum((self.net(x.contiguous(memory_format=self.fmt)).argmax(1) == y).sum()
+                              for x, y in self.batches("val", EVAL_BATCH, shuffle=False))  # fmt: skip
+            self.net.train()
+        self.times.append(self.elapsed)
+        self.val_acc = int(correct) / len(self.labels["val"])
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
         torch.set_flush_denormal(self.optimized)
         start = time.perf_counter()
-        self.net.train()
-        sums = torch.zeros(2)
-        for x, y in self.batches("train", BATCH, shuffle=True):
-            logits = self.net(x.contiguous(memory_format=self.fmt))
-            loss = F.cross_entropy(logits, y)
-            if self.optimized:
-                sums.add_(torch.stack((loss.detach() * len(y), (logits.argmax(1) == y).sum())))
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
-        self.net.eval()
-        with torch.inference_mode():
-            correct = sum((self.net(x.contiguous(memory_format=self.fmt)).argmax(1) == y).sum()
-                          for x, y in self.batches("val", EVAL_BATCH, shuffle=False))  # fmt: skip
-        self.times.append(time.perf_counter() - start)
-        self.val_acc = int(correct) / len(self.labels["val"])
-        torch.set_flush_denormal(True)  # back to the project's setting (MNISTClassifier.setup)
+        try:
+            yield
+        finally:
+            self.elapsed += time.perf_counter() - start
+            torch.set_flush_denormal(True)  # back to the project's setting (MNISTClassifier.setup)
 
 
 class Interleave(L.Callback):
-    """Times each epoch of the project's fit, then runs one epoch of every plain loop, so that
-    all systems meet the same machine: on a shared 2-core VM, load drifts over minutes.
+    """Times the project's epochs against plain loops, so that all systems meet the same
+    machine: on this shared 2-core VM the same loop's epoch varies by 10-30% from minute
+    to minute.
 
-    An epoch is timed from its start to the next one's (or to the end of training), so
-    it includes validation and the checkpoints, which Lightning writes after every
-    other callback's on_train_epoch_end.
+    `paired`, the loop the overhead is measured against, runs in chunks of `chunk`
+    training steps between the project's own chunks (~1 s each), and validates right
+    after the project has; each project epoch is paired with the plain epoch made of
+    those chunks. The `others` run a whole epoch after each project epoch. A project
+    epoch is timed from its start to the next one's (or to the end of training), less
+    the paired loop's time, so it includes validation and the checkpoints, which
+    Lightning writes after every other callback's on_train_epoch_end.
     """
 
-    def __init__(self, name: str, loops: dict[str, PlainLoop]) -> None:
+    def __init__(self, name: str, paired: PlainLoop, others: dict[str, PlainLoop], chunk: int = 50) -> None:
         self.name = name
-        self.loops = loops
+        self.paired = paired
+        self.others = others
+        self.chunk = chunk
         self.times: list[float] = []
         self.start: float | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._end_epoch()
+        self.paired.start_epoch()
         self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object,
+                           batch_idx: int) -> None:  # fmt: skip
+        done = batch_idx + 1
+        if done % self.chunk == 0 or done == trainer.num_training_batches:
+            self._run_paired(lambda: self.paired.train_steps(self.chunk))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._end_epoch()
+
+    def _run_paired(self, work: Callable[[], None]) -> None:
+        before = time.perf_counter()
+        work()
+        assert self.start is not None
+        self.start += time.perf_counter() - before  # the project's clock stops meanwhile
 
     def _end_epoch(self) -> None:
         if self.start is None:
             return
         self.times.append(time.perf_counter() - self.start)
-        print(f"{self.name}: {self.times[-1]:.2f} s", file=sys.stderr)
-        for name, loop in self.loops.items():
+        self.paired.finish_epoch()
+        print(f"{self.name}: {self.times[-1]:.2f} s, {OURS}: {self.paired.times[-1]:.2f} s", file=sys.stderr)
+        for name, loop in self.others.items():
             loop.epoch()
             print(f"  {name}: {loop.times[-1]:.2f} s, val acc {loop.val_acc:.4f}", file=sys.stderr)
+        self.start = None
 
 
-def project_fit(data_dir: str, epochs: int, loops: dict[str, PlainLoop]) -> list[float]:
+def project_fit(data_dir: str, epochs: int, paired: PlainLoop, others: dict[str, PlainLoop]) -> list[float]:
     """The real thing: LightningCLI with configs/mnist.yaml, its logger, checkpoints and progress bar."""
-    timer = Interleave("project fit", loops)
+    timer = Interleave("project fit", paired, others)
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
@@ -150,7 +199,7 @@ def bare_fit(data_dir: str, epochs: int, loop: PlainLoop) -> list[float]:
     """Lightning's own parity setup (its tests/parity_pytorch): our module and data in a Trainer
     with logger, checkpoints, progress bar and summary off. Beside the project's fit it tells
     what Lightning's loop costs apart from what our logging and checkpoints cost."""
-    timer = Interleave("bare Trainer", {"plain loop, our optimizations": loop})
+    timer = Interleave("bare Trainer", loop, {})
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[timer])  # fmt: skip
     trainer.fit(MNISTClassifier(), MNISTDataModule(data_dir=data_dir))
@@ -252,13 +301,13 @@ def main() -> None:
         "x_val": dm.val_set.images, "y_val": dm.val_set.labels,
     }  # fmt: skip
     loops = {
-        "plain loop, notebook, NCHW": PlainLoop(data, optimized=False, channels_last=False),
-        "plain loop, notebook, channels_last": PlainLoop(data, optimized=False, channels_last=True),
-        "plain loop, our optimizations": PlainLoop(data, optimized=True, channels_last=True),
+        OURS: PlainLoop(data, optimized=True, channels_last=True),
+        NCHW: PlainLoop(data, optimized=False, channels_last=False),
+        CL: PlainLoop(data, optimized=False, channels_last=True),
     }
     print("timing the project's fit, interleaved with the plain loops ...", file=sys.stderr)
-    project_times = project_fit(args.data_dir, args.epochs, loops)
-    epochs = {name: summary(loop.times) for name, loop in loops.items()}
+    project_times = project_fit(args.data_dir, args.epochs, loops[OURS], {NCHW: loops[NCHW], CL: loops[CL]})
+    epochs = {name: summary(loops[name].times) for name in (NCHW, CL, OURS)}
     epochs["project fit (configs/mnist.yaml)"] = summary(project_times)
     print("timing a bare Trainer, interleaved with the optimized plain loop ...", file=sys.stderr)
     second_plain = PlainLoop(data, optimized=True, channels_last=True)
@@ -267,8 +316,7 @@ def main() -> None:
     print("timing data paths and test throughput ...", file=sys.stderr)
     loaders, tests = data_paths(args.data_dir), test_throughput(args.data_dir)
 
-    base_nchw = epochs["plain loop, notebook, NCHW"]["median"]
-    base_cl = epochs["plain loop, notebook, channels_last"]["median"]
+    base_nchw, base_cl = epochs[NCHW]["median"], epochs[CL]["median"]
     print(f"\n{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads), "
           f"lightning {info['lightning']}, {info['date']}")  # fmt: skip
     print("\n| system | s/epoch (train + val), median [min-max] | vs plain NCHW | vs plain channels_last |")
@@ -279,7 +327,7 @@ def main() -> None:
     # Each Lightning epoch is followed at once by the plain loop's: the ratio of such
     # neighbours is robust to the machine's load drifting over minutes.
     overheads = {
-        "project fit": overhead(project_times, loops["plain loop, our optimizations"].times),
+        "project fit": overhead(project_times, loops[OURS].times),
         "bare Trainer": overhead(bare_times, second_plain.times),
     }
     for name, o in overheads.items():
