@@ -152,16 +152,13 @@ class Interleave(L.Callback):
                            batch_idx: int) -> None:  # fmt: skip
         done = batch_idx + 1
         if done % self.chunk == 0 or done == trainer.num_training_batches:
-            self._run_paired(lambda: self.paired.train_steps(self.chunk))
+            before = time.perf_counter()
+            self.paired.train_steps(self.chunk)
+            assert self.start is not None
+            self.start += time.perf_counter() - before  # the project's clock stops meanwhile
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._end_epoch()
-
-    def _run_paired(self, work: Callable[[], None]) -> None:
-        before = time.perf_counter()
-        work()
-        assert self.start is not None
-        self.start += time.perf_counter() - before  # the project's clock stops meanwhile
 
     def _end_epoch(self) -> None:
         if self.start is None:
@@ -324,8 +321,8 @@ def main() -> None:
     for name, s in epochs.items():
         print(f"| {name} | {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] | "
               f"{base_nchw / s['median']:.2f}x | {base_cl / s['median']:.2f}x |")  # fmt: skip
-    # Each Lightning epoch is followed at once by the plain loop's: the ratio of such
-    # neighbours is robust to the machine's load drifting over minutes.
+    # Each Lightning epoch is paired with the plain epoch whose chunks ran between its own
+    # (Interleave): the ratio of such neighbours is robust to the machine's drifting load.
     overheads = {
         "project fit": overhead(project_times, loops[OURS].times),
         "bare Trainer": overhead(bare_times, second_plain.times),
