@@ -11,25 +11,29 @@ from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.module import MNISTClassifier
 
 
-def test_train_metrics_are_per_image_means_over_the_epoch(synthetic_mnist):
-    """360 training images in batches of 64 end with a batch of 40: a mean of batch means would differ."""
+@pytest.mark.parametrize("stage", ["train", "val", "test"])
+def test_epoch_metrics_are_per_image_means(synthetic_mnist, stage):
+    """Batches of 64 (train: 360 images) and 24 (val: 40, test: 100) end short: a mean of batch means would differ."""
     data_dir, _ = synthetic_mnist
-    data = MNISTDataModule(data_dir=str(data_dir), batch_size=64)
+    data = MNISTDataModule(data_dir=str(data_dir), batch_size=64, eval_batch_size=24)
     # A learning rate of 1e-9 leaves the weights as they were to ~1e-7, and without
     # dropout the training pass computes what an evaluation pass computes.
     model = MNISTClassifier(lr=1e-9, dropout=0.0)
     trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0)  # fmt: skip
-    trainer.fit(model, data)
+                        enable_model_summary=False, limit_val_batches=0 if stage == "train" else None)  # fmt: skip
+    if stage == "train":
+        trainer.fit(model, data)
+    else:
+        getattr(trainer, {"val": "validate", "test": "test"}[stage])(model, data, verbose=False)
 
-    images, labels = data.train_set.images, data.train_set.labels
+    dataset = getattr(data, f"{stage}_set")
     with torch.inference_mode():
-        logits = model(images.float() / 255)
-    expected_loss = F.cross_entropy(logits, labels).item()
-    expected_acc = (logits.argmax(1) == labels).float().mean().item()
-    assert trainer.callback_metrics["train_loss"].item() == pytest.approx(expected_loss, rel=1e-4)
-    assert trainer.callback_metrics["train_acc"].item() == pytest.approx(expected_acc, abs=1e-6)
-    assert model.train_images == 0 and not model.train_sums.any()  # reset for the next epoch
+        logits = model(dataset.images.float() / 255)
+    expected_loss = F.cross_entropy(logits, dataset.labels).item()
+    expected_acc = (logits.argmax(1) == dataset.labels).float().mean().item()
+    assert trainer.callback_metrics[f"{stage}_loss"].item() == pytest.approx(expected_loss, rel=1e-4)
+    assert trainer.callback_metrics[f"{stage}_acc"].item() == pytest.approx(expected_acc, abs=1e-6)
+    assert model.seen[stage] == 0 and not model.sums.any()  # reset for the next epoch
 
 
 def test_fast_setattr_keeps_module_registration():
