@@ -179,7 +179,6 @@ def project_fit(data_dir: str, epochs: int, paired: PlainLoop, others: dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         try:
-            os.environ.setdefault("TQDM_MINITERS", "10")  # as mnist_lightning.cli.main does
             cli = MNISTCLI(
                 args=["-c", str(ROOT / "configs" / "mnist.yaml"), f"--data.data_dir={data_dir}",
                       f"--trainer.max_epochs={epochs}"],  # fmt: skip
