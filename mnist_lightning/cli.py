@@ -15,7 +15,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.profilers import PassThroughProfiler
 
-from mnist_lightning.callbacks import FiniteLoss, RNGState
+from mnist_lightning.callbacks import RNGState
 from mnist_lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
@@ -105,7 +105,6 @@ class MNISTCLI(LightningCLI):
                     ModelCheckpoint(filename="last", enable_version_counter=False),
                     ExactSummary(max_depth=2),
                     RNGState(),
-                    FiniteLoss(),
                 ],
             },
             args=args,

@@ -88,6 +88,28 @@ class MNISTClassifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 
+    def on_train_batch_end(self, outputs: Tensor, batch: Batch, batch_idx: int) -> None:
+        """Stops training with a clear message once the loss is NaN or infinite.
+
+        The epoch's running loss sum is as soon as one step's loss is, so the check
+        needs no op of its own, and no host sync between checks: every
+        `log_every_n_steps` and at the epoch's last batch, before validation, so that
+        the epoch's checkpoints are never written from broken weights and last.ckpt
+        stays the last good one. (EarlyStopping's check_finite looks at a validation
+        metric after the epoch's checkpoint has been saved: too late.)
+        """
+        last = batch_idx + 1 >= self.trainer.num_training_batches
+        if not (last or self.global_step % self.trainer.log_every_n_steps == 0):
+            return
+        if not self.sums[STAGES.index("train"), 0].isfinite():
+            saved = self.trainer.checkpoint_callback.dirpath if self.trainer.checkpoint_callback else None
+            raise UserError(
+                f"the training loss became NaN or infinite in epoch {self.current_epoch}, before step "
+                f"{self.global_step}; training stopped. "
+                + (f"The last good checkpoint, last.ckpt, is intact in {saved}. " if saved else "")
+                + "Try a lower --model.lr, or check the data."
+            )
+
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, labels = batch
         self._accumulate("val", self(images), labels)
