@@ -88,14 +88,14 @@ class MNISTClassifier(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
 
-    def on_train_batch_end(self, outputs: Tensor, batch: Batch, batch_idx: int) -> None:
+    def on_train_batch_end(self, outputs: object, batch: Batch, batch_idx: int) -> None:
         """Stops training with a clear message once the loss is NaN or infinite.
 
-        The epoch's running loss sum is as soon as one step's loss is, so the check
-        needs no op of its own, and no host sync between checks: every
-        `log_every_n_steps` and at the epoch's last batch, before validation, so that
-        the epoch's checkpoints are never written from broken weights and last.ckpt
-        stays the last good one. (EarlyStopping's check_finite looks at a validation
+        The epoch's running loss sum turns NaN or infinite as soon as one step's loss
+        does, so the check needs no op of its own and no host sync between checks.
+        It runs every `log_every_n_steps` and at the epoch's last batch, before
+        validation, so that the epoch's checkpoints are never written from broken
+        weights and last.ckpt stays the last good one. (EarlyStopping's check_finite looks at a validation
         metric after the epoch's checkpoint has been saved: too late.)
         """
         last = batch_idx + 1 >= self.trainer.num_training_batches
