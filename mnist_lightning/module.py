@@ -95,8 +95,9 @@ class MNISTClassifier(L.LightningModule):
         does, so the check needs no op of its own and no host sync between checks.
         It runs every `log_every_n_steps` and at the epoch's last batch, before
         validation, so that the epoch's checkpoints are never written from broken
-        weights and last.ckpt stays the last good one. (EarlyStopping's check_finite looks at a validation
-        metric after the epoch's checkpoint has been saved: too late.)
+        weights and last.ckpt stays the last good one. (EarlyStopping's check_finite
+        looks at a validation metric after the epoch's checkpoint has been saved: too
+        late.)
         """
         last = batch_idx + 1 >= self.trainer.num_training_batches
         if not (last or self.global_step % self.trainer.log_every_n_steps == 0):
