@@ -265,4 +265,6 @@ class MNISTDataModule(L.LightningDataModule):
         if isinstance(batch, Tensor):  # the model summary's example input: float already
             return batch
         images, labels = batch
-        return images.mul(self.scale).add_(self.shift), labels  # uint8 * float scalar gives float32
+        scaled = images.mul(self.scale)  # uint8 * float scalar gives float32
+        # Adding a zero shift would be a second pass over the batch (~40 us a training step).
+        return (scaled.add_(self.shift) if self.shift else scaled), labels
