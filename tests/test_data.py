@@ -69,6 +69,15 @@ def test_reshuffles_every_epoch_and_is_a_function_of_seed_and_epoch(synthetic_mn
     assert not torch.equal(first, train_order(dm, 0))
 
 
+def test_the_order_follows_set_epoch_called_after_the_iterator_is_made(synthetic_mnist):
+    dm = fitted(synthetic_mnist[0], batch_size=50)
+    loader = dm.train_dataloader()
+    early = iter(loader)  # Lightning makes the iterator first, then calls set_epoch
+    loader.sampler.set_epoch(1)
+    assert torch.equal(torch.cat([y for _, y in early]), train_order(dm, 1))
+    assert not torch.equal(train_order(dm, 1), train_order(dm, 0))
+
+
 def test_ranks_get_disjoint_shards_that_cover_the_set(synthetic_mnist):
     dm = fitted(synthetic_mnist[0], batch_size=16)
     shards = []
