@@ -299,5 +299,5 @@ class MNISTDataModule(L.LightningDataModule):
             return batch
         images, labels = batch
         scaled = images.mul(self.scale)  # uint8 * float scalar gives float32
-        # Adding a zero shift would be a second pass over the batch (~40 us a training step).
+        # Adding a zero shift would be a second pass over the batch (6.5 us more, timed alone).
         return (scaled.add_(self.shift) if self.shift else scaled), labels
