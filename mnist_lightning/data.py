@@ -183,8 +183,8 @@ class MNISTDataModule(L.LightningDataModule):
     the test set when it is not given.
 
     Batches leave the loaders as uint8 and are scaled after the transfer to the
-    device (`on_after_batch_transfer`): 4x fewer bytes to move, and converting and
-    scaling take two passes over the batch. `num_workers` serves the evaluation and
+    device (`on_after_batch_transfer`): 4x fewer bytes to move, and one multiply
+    both converts and scales. `num_workers` serves the evaluation and
     prediction loaders; training batches are gathered in this process (SampledBatches).
     """
 
