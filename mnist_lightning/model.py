@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 
 class MNISTNet(nn.Sequential):
@@ -16,8 +16,6 @@ class MNISTNet(nn.Sequential):
       128 on our 2-core CPU, measured by scripts/benchmark.py).
     - It returns logits: the final softmax is folded into the cross-entropy loss,
       the numerically stable form of the same thing.
-    Flatten order is PyTorch's (C, H, W) rather than Keras' (H, W, C): the same
-    function class, with the dense weights permuted.
     """
 
     def __init__(self, keras_init: bool = True, dropout: float = 0.5) -> None:
@@ -28,7 +26,7 @@ class MNISTNet(nn.Sequential):
             nn.Conv2d(32, 64, kernel_size=3),
             nn.MaxPool2d(2),
             nn.ReLU(),
-            nn.Flatten(),
+            FlattenHWC(),
             nn.Linear(64 * 5 * 5, 128),
             nn.ReLU(),
             nn.Dropout(dropout),
@@ -36,6 +34,20 @@ class MNISTNet(nn.Sequential):
         )
         if keras_init:
             self.apply(_glorot_uniform_zero_bias)
+
+
+class FlattenHWC(nn.Module):
+    """Keras' Flatten: each image's features in (height, width, channel) order.
+
+    On a channels_last batch that is the order in memory, so it is a view, and the
+    gradient comes back channels_last too. nn.Flatten's (C, H, W) order copied the
+    batch and handed ReLU's backward an NCHW gradient beside its channels_last
+    output, a slow mixed-layout path: ~0.4 ms more a training step of 128 in a
+    running fit (ReLU's backward alone 0.58 against 0.18 ms, torch.profiler).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1)
 
 
 def _glorot_uniform_zero_bias(module: nn.Module) -> None:

@@ -154,6 +154,29 @@ class MNISTClassifier(L.LightningModule):
                 "the checkpoint holds a different network than this project's MNIST CNN "
                 f"(tensors that differ: {', '.join(differ[:3])}{' ...' if len(differ) > 3 else ''})"
             )
+        if checkpoint.get("flatten") != "HWC":
+            self._dense_input_to_hwc(checkpoint)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["flatten"] = "HWC"  # see _dense_input_to_hwc
+
+    def _dense_input_to_hwc(self, checkpoint: dict) -> None:
+        """Checkpoints without the "flatten" mark come from before FlattenHWC: their dense
+        layer reads features in (C, H, W) order. Reordering its weight columns, and Adam's
+        moments of them, gives the same network in today's order, so they keep working.
+        """
+        name = "net.7.weight"
+
+        def to_hwc(t: Tensor) -> Tensor:
+            return t.unflatten(1, (64, 5, 5)).permute(0, 2, 3, 1).flatten(1).contiguous()
+
+        checkpoint["state_dict"][name] = to_hwc(checkpoint["state_dict"][name])
+        index = [n for n, _ in self.named_parameters()].index(name)
+        for optimizer in checkpoint.get("optimizer_states", []):
+            moments = optimizer["state"].get(index, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in moments:
+                    moments[key] = to_hwc(moments[key])
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self(batch[0]).softmax(dim=1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_lightning.model import MNISTNet
+from mnist_lightning.model import FlattenHWC, MNISTNet
 
 
 def test_parameter_count_matches_keras_summary():
@@ -39,6 +39,15 @@ def test_pooling_before_relu_is_the_notebooks_function_and_gradient():
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
     for a, b in zip(grads_ours, grads_theirs):
         torch.testing.assert_close(a, b)
+
+
+def test_flatten_is_keras_order_and_a_view_of_a_channels_last_batch():
+    x = torch.rand(2, 64, 5, 5).contiguous(memory_format=torch.channels_last)
+    flat = FlattenHWC()(x)
+    assert flat.shape == (2, 1600)
+    for c, h, w in [(0, 0, 0), (7, 3, 1), (63, 4, 4)]:
+        assert flat[1, (h * 5 + w) * 64 + c] == x[1, c, h, w]  # Keras: height, width, then channel
+    assert flat.data_ptr() == x.data_ptr() and flat.is_contiguous()  # no copy
 
 
 @pytest.mark.parametrize("layer_index", [0, 3, 7, 10])

@@ -6,8 +6,10 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.model import MNISTNet
 from mnist_lightning.module import MNISTClassifier
 
 
@@ -47,3 +49,34 @@ def test_fast_setattr_keeps_module_registration():
     assert "extra" in model._modules and "scale" in dict(model.named_parameters())
     with pytest.raises(TypeError):
         model.net = "not a module"  # nn.Module's own check, still in force for every other name
+
+
+def test_checkpoint_from_before_keras_flatten_order_loads_as_the_same_network(best_checkpoint):
+    """Older checkpoints (no "flatten" mark) had the dense layer read (C, H, W) features."""
+    checkpoint = torch.load(best_checkpoint, weights_only=True)
+    assert checkpoint["flatten"] == "HWC"
+    weight = checkpoint["state_dict"]["net.7.weight"]
+    moments = checkpoint["optimizer_states"][0]["state"][4]
+
+    def to_chw(t):
+        return t.unflatten(1, (5, 5, 64)).permute(0, 3, 1, 2).flatten(1)
+
+    old = torch.load(best_checkpoint, weights_only=True)
+    del old["flatten"]
+    old["state_dict"]["net.7.weight"] = to_chw(weight)
+    old_moments = old["optimizer_states"][0]["state"][4]
+    for key in ("exp_avg", "exp_avg_sq"):
+        old_moments[key] = to_chw(moments[key])
+    # What the earlier code computed with those weights: the same net with nn.Flatten.
+    old_net = MNISTNet()
+    old_net[6] = nn.Flatten()
+    old_net.load_state_dict({k.removeprefix("net."): v for k, v in old["state_dict"].items()})
+
+    model = MNISTClassifier()
+    model.on_load_checkpoint(old)
+    model.load_state_dict(old["state_dict"])
+    assert torch.equal(model.net[7].weight, weight)
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(old_moments[key], moments[key])
+    images = torch.rand(8, 1, 28, 28)
+    torch.testing.assert_close(model.eval()(images), old_net.eval()(images))
