@@ -203,8 +203,11 @@ def bare_fit(data_dir: str, epochs: int, loop: PlainLoop) -> list[float]:
 
 
 def notebook_order(net: MNISTNet) -> nn.Sequential:
-    """The notebook's conv -> relu -> pool order, with the same layers."""
-    return nn.Sequential(*[net[i] for i in (0, 2, 1, 3, 5, 4, 6, 7, 8, 9, 10)])
+    """The notebook as a plain PyTorch port writes it, with the same layers: conv -> relu
+    -> pool, and nn.Flatten (whose (C, H, W) order is a view of an NCHW batch)."""
+    layers = [net[i] for i in (0, 2, 1, 3, 5, 4, 6, 7, 8, 9, 10)]
+    layers[6] = nn.Flatten()
+    return nn.Sequential(*layers)
 
 
 def images_per_second(batches: Callable[[], object], n_images: int, repeats: int = 3) -> float:
