@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import CONFIG, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lightning.checkpoint import load_checkpoint
+from mnist_lightning.cli import MNISTCLI
+from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.report import run_scalars as scalars
 
 
@@ -80,3 +84,11 @@ def test_a_chosen_profiler_replaces_the_silent_default(synthetic_mnist, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Profiler Report" in result.stdout + result.stderr
     assert "run_training_batch" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config", sorted(CONFIG.parent.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_config_maps_onto_the_classes(config, tmp_path, monkeypatch):
+    """A misspelt or stale key in configs/ fails here, not in a user's first run."""
+    monkeypatch.chdir(tmp_path)
+    cli = MNISTCLI(args=["-c", str(config)], run=False)
+    assert isinstance(cli.model, MNISTClassifier) and isinstance(cli.datamodule, MNISTDataModule)
