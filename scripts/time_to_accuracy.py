@@ -44,9 +44,9 @@ def run_seed(config: Path, data_dir: str, seed: int, workdir: Path) -> dict[str,
     checkpoints = list((run / "checkpoints").glob("*.ckpt"))
     to_checkpoint = max(p.stat().st_mtime for p in checkpoints) - start
     best = next(p for p in checkpoints if p.name != "last.ckpt")
-    test_acc = run_scalars(mnist_lightning(workdir, "test", "--ckpt_path", str(best)))["test_acc"][-1]
+    test = run_scalars(mnist_lightning(workdir, "test", "--ckpt_path", str(best)))
     return {"seed": seed, "seconds_to_checkpoint": round(to_checkpoint, 1), "seconds_per_epoch": seconds_per_epoch(run),
-            "test_acc": test_acc}  # fmt: skip
+            "best_checkpoint": best.name, "test_acc": test["test_acc"][-1], "test_loss": test["test_loss"][-1]}  # fmt: skip
 
 
 def main() -> None:
@@ -61,10 +61,12 @@ def main() -> None:
         for seed in args.seeds:
             results.append(run_seed(args.config.resolve(), data_dir, seed, Path(tmp)))
             print(json.dumps(results[-1]), flush=True)
-    print("\n| seed | s to checkpoint | s/epoch (median) | test acc |\n|---|---|---|---|")
+    print("\n| seed | s to checkpoint | s/epoch (median) | best checkpoint | test acc | test loss |")
+    print("|---|---|---|---|---|---|")
     for r in results:
         per_epoch = f"{r['seconds_per_epoch']:.2f}" if r["seconds_per_epoch"] else "-"
-        print(f"| {r['seed']} | {r['seconds_to_checkpoint']:.1f} | {per_epoch} | {r['test_acc'] * 100:.2f}% |")
+        print(f"| {r['seed']} | {r['seconds_to_checkpoint']:.1f} | {per_epoch} | {r['best_checkpoint']} "
+              f"| {r['test_acc'] * 100:.2f}% | {r['test_loss']:.4f} |")
 
 
 if __name__ == "__main__":
