@@ -16,19 +16,22 @@ class MNISTNet(nn.Sequential):
       128 on our 2-core CPU, measured by scripts/benchmark.py).
     - It returns logits: the final softmax is folded into the cross-entropy loss,
       the numerically stable form of the same thing.
+    The ReLUs work in place: no backward needs what they overwrite (max-pool keeps
+    its indices, Linear its input), and reusing the buffer just written, instead of
+    a fresh one, made training steps of 128 0.3-0.4 ms shorter, timed in turns.
     """
 
     def __init__(self, keras_init: bool = True, dropout: float = 0.5) -> None:
         super().__init__(
             nn.Conv2d(1, 32, kernel_size=3),
             nn.MaxPool2d(2),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(32, 64, kernel_size=3),
             nn.MaxPool2d(2),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             FlattenHWC(),
             nn.Linear(64 * 5 * 5, 128),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(128, 10),
         )
