@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.datasets import MNIST
 
 from mnist_lightning.errors import UserError
@@ -283,8 +283,7 @@ class MNISTDataModule(L.LightningDataModule):
     def _loader(self, dataset: TensorBatches, batch_size: int) -> DataLoader[Batch]:
         return DataLoader(
             dataset,
-            batch_size=batch_size,
-            sampler=SequentialSampler(dataset),
+            batch_size=batch_size,  # in order: DataLoader's default sampler without shuffle
             collate_fn=_already_batched,
             # Its own generator: every new iterator draws a seed, and drawing it
             # from the global RNG would shift dropout's random stream in a way a
