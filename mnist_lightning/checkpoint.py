@@ -37,7 +37,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} does not exist (look in the run's checkpoints/ folder)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a damaged file can break the unpickler in any way
+    except Exception as err:  # a damaged file can break the unpickler in any way
         if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
             raise UserError(
                 f"refused to load {path}: it holds objects other than tensors and plain values, "

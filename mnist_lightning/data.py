@@ -256,7 +256,7 @@ class MNISTDataModule(L.LightningDataModule):
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
             shuffle=True,
-            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),  # set by seed_everything
+            seed=int(os.environ.get("PL_GLOBAL_SEED", "0")),  # set by seed_everything
         )
         return SampledBatches(self.train_set, self.batch_size, sampler)
 

@@ -8,12 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: works on servers without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
 
-from mnist_lightning.files import write_atomically  # noqa: E402
+from mnist_lightning.files import write_atomically
 
 DIGITS = [str(d) for d in range(10)]
 

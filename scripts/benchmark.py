@@ -179,11 +179,9 @@ def project_fit(data_dir: str, epochs: int, paired: PlainLoop, others: dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         try:
-            cli = MNISTCLI(
-                args=["-c", str(ROOT / "configs" / "mnist.yaml"), f"--data.data_dir={data_dir}",
-                      f"--trainer.max_epochs={epochs}"],  # fmt: skip
-                run=False,
-            )
+            args = ["-c", str(ROOT / "configs" / "mnist.yaml"), f"--data.data_dir={data_dir}",
+                    f"--trainer.max_epochs={epochs}"]  # fmt: skip
+            cli = MNISTCLI(args=args, run=False)
             cli.trainer.callbacks.append(timer)
             cli.trainer.fit(cli.model, cli.datamodule)
         finally:

@@ -12,6 +12,7 @@ events. Runs go to a temporary directory. Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -35,7 +36,7 @@ def mnist_lightning(workdir: Path, *args: str) -> Path:
 def seconds_per_epoch(run: Path) -> float | None:
     """Median spacing of the run's val_acc events; None with fewer than two."""
     walls = [e.wall_time for e in scalar_events(run)["val_acc"]]
-    return statistics.median(b - a for a, b in zip(walls, walls[1:])) if len(walls) > 1 else None
+    return statistics.median(b - a for a, b in itertools.pairwise(walls)) if len(walls) > 1 else None
 
 
 def run_seed(config: Path, data_dir: str, seed: int, workdir: Path) -> dict[str, float]:

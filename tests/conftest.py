@@ -86,7 +86,7 @@ def cli_command(*args: str) -> list[str]:
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {**os.environ, **(env or {})}
-    return subprocess.run(cli_command(*args), cwd=cwd, capture_output=True, text=True, timeout=300, env=environ)
+    return subprocess.run(cli_command(*args), check=False, cwd=cwd, capture_output=True, text=True, timeout=300, env=environ)
 
 
 @pytest.fixture(scope="session")
