@@ -77,11 +77,10 @@ class MNISTClassifier(L.LightningModule):
         tune_host()
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        # The step loss is logged only on the steps the logger writes (Lightning's
-        # rule: every log_every_n_steps optimizer steps); the epoch's, in _log_epoch.
+        # The step loss is logged only on the steps the logger writes; the epoch's, in _log_epoch.
         images, labels = batch
         loss = self._accumulate("train", self(images), labels)
-        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+        if self._logger_writes(self.global_step + 1):  # this step's optimizer step not yet counted
             self.log("train_loss_step", loss, prog_bar=True)
         return loss
 
@@ -100,7 +99,7 @@ class MNISTClassifier(L.LightningModule):
         late.)
         """
         last = batch_idx + 1 >= self.trainer.num_training_batches
-        if not (last or self.global_step % self.trainer.log_every_n_steps == 0):
+        if not (last or self._logger_writes(self.global_step)):
             return
         if not self.sums[STAGES.index("train"), 0].isfinite():
             saved = self.trainer.checkpoint_callback.dirpath if self.trainer.checkpoint_callback else None
@@ -110,6 +109,10 @@ class MNISTClassifier(L.LightningModule):
                 + (f"The last good checkpoint, last.ckpt, is intact in {saved}. " if saved else "")
                 + "Try a lower --model.lr, or check the data."
             )
+
+    def _logger_writes(self, steps_done: int) -> bool:
+        """Lightning's rule for the steps its logger writes: every log_every_n_steps optimizer steps."""
+        return steps_done % self.trainer.log_every_n_steps == 0
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, labels = batch

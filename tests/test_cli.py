@@ -11,6 +11,7 @@ from mnist_lightning.cli import MNISTCLI
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.report import run_scalars as scalars
+from mnist_lightning.report import scalar_events
 
 
 def test_fit_prints_keras_style_summary(fitted_run):
@@ -34,7 +35,10 @@ def test_event_files_hold_train_and_val_curves(fitted_run):
     values = scalars(run)
     for tag in ("train_loss", "train_acc", "val_loss", "val_acc"):
         assert len(values[tag]) == 3, tag  # one point per epoch
-    assert len(values["train_loss_step"]) >= 3  # per step, every log_every_n_steps
+    # the step loss exactly on the steps the logger writes: every 5th (log_every_n_steps)
+    steps = [e.step for e in scalar_events(run)["train_loss_step"]]
+    steps_per_epoch = scalar_events(run)["train_loss"][0].step + 1
+    assert steps == list(range(4, 3 * steps_per_epoch, 5))
     assert values["train_loss"][-1] < values["train_loss"][0]
     assert values["val_acc"][-1] > 0.9  # the synthetic digits are easy
 
