@@ -28,8 +28,16 @@ CLI = [sys.executable, "-m", "mnist_lightning"]
 
 
 def mnist_lightning(workdir: Path, *args: str) -> Path:
-    """Runs one `mnist-lightning` command in workdir; returns the run directory it wrote."""
-    subprocess.run([*CLI, *args, "--trainer.enable_progress_bar", "false"], cwd=workdir, check=True, capture_output=True)
+    """Runs one `mnist-lightning` command in workdir; returns the run directory it wrote.
+
+    A failing command ends the script with the end of its stderr (for a user's mistake,
+    the CLI's one-line message), not with a traceback of this script.
+    """
+    command = [*CLI, *args, "--trainer.enable_progress_bar", "false"]
+    result = subprocess.run(command, cwd=workdir, check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-20:])
+        sys.exit(f"time_to_accuracy: `mnist-lightning {' '.join(args)}` failed (exit {result.returncode}):\n{tail}")
     return max(workdir.glob("runs/mnist/version_*"), key=lambda p: int(p.name.split("_")[1]))
 
 

@@ -1,4 +1,4 @@
-"""scripts/time_to_accuracy.py end to end, on the synthetic files and a two-epoch config."""
+"""The scripts end to end on the synthetic files: time_to_accuracy (a two-epoch config) and the benchmark."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import CONFIG
 
 SCRIPT = CONFIG.parents[1] / "scripts" / "time_to_accuracy.py"
@@ -28,3 +29,35 @@ def test_time_to_accuracy_reports_each_seed(synthetic_mnist, tmp_path):
     assert 0 <= row["test_acc"] <= 1 and row["test_loss"] > 0
     assert f"| 3 | {row['seconds_to_checkpoint']:.1f} |" in result.stdout  # the table for the README
     assert not (tmp_path / "runs").exists()  # runs go to a temporary directory
+
+
+def test_benchmark_measures_every_system(synthetic_mnist, tmp_path):
+    """Two epochs a system (the first is warm-up) on the synthetic files: every row of the table and the JSON."""
+    script = CONFIG.parents[1] / "scripts" / "benchmark.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--data_dir", str(synthetic_mnist[0]), "--epochs", "2", "--json", "b.json"],
+        check=False, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]  # the fit's run directory is temporary
+    results = json.loads((tmp_path / "b.json").read_text())
+    epochs = results["epochs"]
+    assert len(epochs) == 5 and all(s["epochs"] == 1 and s["median"] > 0 for s in epochs.values())
+    assert set(results["lightning_overhead"]) == {"project fit", "bare Trainer"}
+    assert all(v > 0 for v in [*results["data_paths"].values(), *results["test_throughput"].values()])
+    assert results["machine"]["torch"] and results["machine"]["cores"]
+    for name in epochs:  # the printed table has a row for each system, with its ratios
+        assert f"| {name} | {epochs[name]['median']:.2f} " in result.stdout
+    assert result.stdout.count("Lightning overhead") == 2
+    assert "| torchvision |" in result.stdout and "| ours |" in result.stdout
+
+
+@pytest.mark.parametrize("script", ["benchmark.py", "time_to_accuracy.py"])
+def test_scripts_tell_missing_data_in_one_message(script, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(CONFIG.parents[1] / "scripts" / script), "--data_dir", str(tmp_path / "nowhere")],
+        check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "MNIST is not in" in result.stderr and "nowhere" in result.stderr
