@@ -18,11 +18,14 @@ def tune_host() -> None:
 
     - Denormal floats are flushed to zero, as TensorFlow (the notebook's backend)
       does by default: max-pool's backward met them and ran 3x slower.
-    - glibc hands every buffer over 128 KiB back to the kernel when it is freed, so
-      each training step of batch 128 faulted ~5,000 fresh zeroed pages back in
-      (10 ms of system time a step on our 2-core VM, a third of the step). Raising
-      the mmap threshold to its 32 MiB maximum and keeping up to 256 MiB of freed heap
-      lets every step reuse the previous step's memory: ~1 page fault a step.
+    - glibc hands large freed buffers back to the kernel: those it mmapped (over
+      128 KiB at first; it raises that threshold as it frees, so how often depends
+      on the order of allocations) and heap beyond its trim threshold. Training
+      steps of batch 128 then faulted fresh zeroed pages back in: up to ~5,000 a
+      step inside a fit (10 ms of system time on our 2-core VM, a third of the
+      step), 0-1,100 in a bare loop from run to run. Fixing the mmap threshold at
+      its 32 MiB maximum and keeping up to 256 MiB of freed heap lets each step
+      reuse the previous step's memory: 0-100 faults a step.
     - Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1, so that asking whether CUDA
       is available never poisons fork. Adam asks at every step; on a machine without
       NVIDIA's driver each answer first fails to load libnvidia-ml and then asks the
