@@ -122,6 +122,11 @@ class MNISTCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a plugin the user chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        if self.subcommand not in (None, "fit"):
+            # Evaluating writes no checkpoints. Given a checkpoint, Lightning restores these
+            # callbacks' state from it and warns, misleadingly for an evaluation, that the
+            # new run's checkpoint directory differs from the one the file was written in.
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, ModelCheckpoint)]
         return trainer
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
