@@ -107,6 +107,9 @@ class MNISTCLI(LightningCLI):
                     RNGState(),
                 ],
             },
+            # Lightning's default (True) seeds 0 anyway and warns "No seed found" in every
+            # command without a seed, evaluations included; configs/ set their own.
+            seed_everything_default=0,
             args=args,
             run=run,
         )

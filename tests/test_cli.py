@@ -52,6 +52,7 @@ def test_test_rebuilds_everything_from_the_checkpoint(fitted_run):
     # Lightning's warning that the checkpoint callbacks' directory changed (the new
     # run's): true, and nothing to do with evaluating, which writes no checkpoints.
     assert "dirpath has changed" not in result.stderr
+    assert "No seed found" not in result.stderr  # nor that no seed was given: evaluating draws no random numbers
     test_run = max((cwd / "runs" / "mnist").iterdir(), key=lambda p: int(p.name.split("_")[1]))
     values = scalars(test_run)
     assert values["test_acc"][0] > 0.9
