@@ -32,13 +32,12 @@ def test_fit_writes_one_run_directory(fitted_run):
 
 def test_event_files_hold_train_and_val_curves(fitted_run):
     _, run, _ = fitted_run
-    values = scalars(run)
+    values, events = scalars(run), scalar_events(run)
     for tag in ("train_loss", "train_acc", "val_loss", "val_acc"):
         assert len(values[tag]) == 3, tag  # one point per epoch
     # the step loss exactly on the steps the logger writes: every 5th (log_every_n_steps)
-    steps = [e.step for e in scalar_events(run)["train_loss_step"]]
-    steps_per_epoch = scalar_events(run)["train_loss"][0].step + 1
-    assert steps == list(range(4, 3 * steps_per_epoch, 5))
+    steps_per_epoch = events["train_loss"][0].step + 1
+    assert [e.step for e in events["train_loss_step"]] == list(range(4, 3 * steps_per_epoch, 5))
     assert values["train_loss"][-1] < values["train_loss"][0]
     assert values["val_acc"][-1] > 0.9  # the synthetic digits are easy
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import CONFIG
 
-SCRIPT = CONFIG.parents[1] / "scripts" / "time_to_accuracy.py"
+SCRIPTS = CONFIG.parents[1] / "scripts"
+
+
+def run_script(name: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPTS / name), *args], check=False, capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)  # fmt: skip
 
 
 def test_time_to_accuracy_reports_each_seed(synthetic_mnist, tmp_path):
@@ -17,10 +23,8 @@ def test_time_to_accuracy_reports_each_seed(synthetic_mnist, tmp_path):
     short = CONFIG.read_text().replace("max_epochs: 10", "max_epochs: 2").replace("batch_size: 128", "batch_size: 32")
     assert "max_epochs: 2" in short and "batch_size: 32" in short
     config.write_text(short)
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--data_dir", str(synthetic_mnist[0]), "--config", str(config), "--seeds", "3"],
-        check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
+    result = run_script("time_to_accuracy.py", "--data_dir", str(synthetic_mnist[0]), "--config", str(config),
+                        "--seeds", "3", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(result.stdout.splitlines()[0])
     assert row["seed"] == 3 and 0 < row["seconds_to_checkpoint"] < 300
@@ -33,11 +37,8 @@ def test_time_to_accuracy_reports_each_seed(synthetic_mnist, tmp_path):
 
 def test_benchmark_measures_every_system(synthetic_mnist, tmp_path):
     """Two epochs a system (the first is warm-up) on the synthetic files: every row of the table and the JSON."""
-    script = CONFIG.parents[1] / "scripts" / "benchmark.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--data_dir", str(synthetic_mnist[0]), "--epochs", "2", "--json", "b.json"],
-        check=False, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )  # fmt: skip
+    result = run_script("benchmark.py", "--data_dir", str(synthetic_mnist[0]), "--epochs", "2", "--json", "b.json",
+                        cwd=tmp_path, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]  # the fit's run directory is temporary
     results = json.loads((tmp_path / "b.json").read_text())
@@ -54,10 +55,7 @@ def test_benchmark_measures_every_system(synthetic_mnist, tmp_path):
 
 @pytest.mark.parametrize("script", ["benchmark.py", "time_to_accuracy.py"])
 def test_scripts_tell_missing_data_in_one_message(script, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(CONFIG.parents[1] / "scripts" / script), "--data_dir", str(tmp_path / "nowhere")],
-        check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )  # fmt: skip
+    result = run_script(script, "--data_dir", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "MNIST is not in" in result.stderr and "nowhere" in result.stderr
