@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
@@ -137,6 +138,8 @@ class MNISTCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path:
+            if subcommand in ("validate", "test", "predict"):
+                raise UserError(needs_checkpoint(subcommand))
             return
         # Every checkpoint is read weights-only first: a file that would run code is
         # refused here, before Lightning or LightningCLI open it.
@@ -148,6 +151,14 @@ class MNISTCLI(LightningCLI):
         if data_hparams:
             self._parser(subcommand).set_defaults({f"data.{k}": v for k, v in data_hparams.items()})
             super().parse_arguments(parser, args)
+
+
+def needs_checkpoint(subcommand: str) -> str:
+    """Without --ckpt_path Lightning evaluates a freshly initialised network and exits 0:
+    ~10% accuracy that looks like a result. The message names the newest checkpoint here."""
+    newest = max(Path(RUNS_DIR).glob("*/version_*/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
+    hint = f"the newest here is {newest}" if newest else "train one first: mnist-lightning fit -c configs/mnist.yaml"
+    return f"{subcommand} needs a trained network: --ckpt_path CKPT ({hint})"
 
 
 # Failures of the file system a user can fix (a full disk, a read-only or

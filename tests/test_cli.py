@@ -6,6 +6,7 @@ import pytest
 from conftest import CONFIG, cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnist_lightning import cli as cli_module
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.cli import MNISTCLI
 from mnist_lightning.data import MNISTDataModule
@@ -71,6 +72,27 @@ def test_missing_checkpoint_is_one_clear_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "mnist-lightning: error: checkpoint nowhere.ckpt does not exist (look in the run's checkpoints/ folder)"
     )
+
+
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_evaluating_without_a_checkpoint_is_one_clear_line(command, tmp_path, monkeypatch):
+    # Lightning would evaluate a freshly initialised network: ~10% accuracy, exit status 0.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli_module.main([command])
+    assert exit_.value.code == (
+        f"mnist-lightning: error: {command} needs a trained network: --ckpt_path CKPT "
+        "(train one first: mnist-lightning fit -c configs/mnist.yaml)"
+    )
+
+
+def test_evaluating_without_a_checkpoint_names_the_newest(fitted_run, monkeypatch):
+    cwd, run, _ = fitted_run
+    newest = max((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as exit_:
+        cli_module.main(["test"])
+    assert exit_.value.code.endswith(f"(the newest here is {newest.relative_to(cwd)})")
 
 
 def test_missing_data_offline_is_one_clear_line(tmp_path):
