@@ -157,7 +157,8 @@ def needs_checkpoint(subcommand: str) -> str:
     """Without --ckpt_path Lightning evaluates a freshly initialised network and exits 0:
     ~10% accuracy that looks like a result. The message names the newest checkpoint here."""
     newest = max(Path(RUNS_DIR).glob("*/version_*/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
-    hint = f"the newest here is {newest}" if newest else "train one first: mnist-lightning fit -c configs/mnist.yaml"
+    train = "train one: mnist-lightning fit -c configs/mnist.yaml"
+    hint = f"the newest here is {newest}" if newest else f"none under ./{RUNS_DIR}; {train}"
     return f"{subcommand} needs a trained network: --ckpt_path CKPT ({hint})"
 
 

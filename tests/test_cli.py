@@ -82,7 +82,7 @@ def test_evaluating_without_a_checkpoint_is_one_clear_line(command, tmp_path, mo
         cli_module.main([command])
     assert exit_.value.code == (
         f"mnist-lightning: error: {command} needs a trained network: --ckpt_path CKPT "
-        "(train one first: mnist-lightning fit -c configs/mnist.yaml)"
+        "(none under ./runs; train one: mnist-lightning fit -c configs/mnist.yaml)"
     )
 
 
