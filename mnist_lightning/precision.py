@@ -1,0 +1,53 @@
+"""bf16 mixed precision on CPUs that multiply bf16 natively, float32 on the others."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from contextlib import contextmanager
+
+import torch
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_info
+from torch.optim import Optimizer
+
+
+class NativeBF16(MixedPrecision):
+    """Lightning's `bf16-mixed` on the CPU where it pays, `32-true` where it would not.
+
+    With AVX512-BF16, oneDNN runs the convolutions and dense layers in bf16 at about
+    twice float32's rate and moves half the bytes: training steps of 128 took 12-14 ms
+    instead of 17-18 on our CPU, and the fast preset reached 99.1% in 18 s instead of 25.
+    Without those instructions bf16 is emulated: steps took 35 ms with plain AVX-512
+    and 250 ms with AVX2 (oneDNN capped with ONEDNN_MAX_CPU_ISA), so such CPUs train in
+    float32. It decides for the CPU only: on a GPU, choose `--trainer.precision` yourself.
+    Weights and Adam's state stay float32 either way; only the step's arithmetic differs.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("bf16-mixed", device="cpu")
+        self.native = torch.cpu._is_avx512_bf16_supported()
+        if not self.native:
+            self.precision = "32-true"
+        rank_zero_info(
+            "Precision: bf16-mixed on the CPU (it has AVX512-BF16)" if self.native
+            else "Precision: float32 (this CPU has no AVX512-BF16, so bf16 would be slower)"
+        )  # fmt: skip
+
+    @contextmanager
+    def forward_context(self) -> Generator[None, None, None]:
+        if not self.native:
+            yield
+            return
+        with self.autocast_context_manager():
+            yield
+
+    def clip_gradients(
+        self,
+        optimizer: Optimizer,
+        clip_val: float = 0.0,
+        gradient_clip_algorithm: GradClipAlgorithmType = GradClipAlgorithmType.NORM,
+    ) -> None:
+        # MixedPrecision refuses clipping with a fused optimizer (ours) because float16's
+        # loss scaler would leave the gradients scaled until the fused step. bf16 has no
+        # scaler, so the gradients are true ones and clipping is exact.
+        Precision.clip_gradients(self, optimizer, clip_val, gradient_clip_algorithm)
