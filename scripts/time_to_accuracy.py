@@ -1,12 +1,14 @@
 """Wall time from command start to saved checkpoint, and that checkpoint's test accuracy, per seed.
 
-    python scripts/time_to_accuracy.py --data_dir ../shared/mnist [--config configs/fast.yaml] [--seeds 1 2 3]
+    python scripts/time_to_accuracy.py --data_dir ../shared/mnist [--config configs/fast.yaml] [--seeds 1 2 3] [FIT OPTIONS]
 
 Each seed runs `mnist-lightning fit` as a user would (a fresh process, so start-up
 and imports count), then `mnist-lightning test` on its best checkpoint (by val_acc).
 Where a run validates every epoch (configs/mnist.yaml), it also reports the median
 seconds per epoch (training + validation + checkpoints): the spacing of the val_acc
-events. Runs go to a temporary directory. Run it on an otherwise idle machine.
+events. Any other options go to `fit` as they are (e.g. `--trainer.plugins
+mnist_lightning.precision.NativeBF16`). Runs go to a temporary directory. Run it on
+an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ def seconds_per_epoch(run: Path) -> float | None:
     return statistics.median(b - a for a, b in itertools.pairwise(walls)) if len(walls) > 1 else None
 
 
-def run_seed(config: Path, data_dir: str, seed: int, workdir: Path) -> dict[str, float]:
+def run_seed(config: Path, data_dir: str, seed: int, workdir: Path, fit_options: list[str]) -> dict[str, float]:
     start = time.time()
-    run = mnist_lightning(workdir, "fit", "-c", str(config), "--data.data_dir", data_dir, "--seed_everything", str(seed))
+    run = mnist_lightning(workdir, "fit", "-c", str(config), "--data.data_dir", data_dir, "--seed_everything", str(seed),
+                          *fit_options)  # fmt: skip
     checkpoints = list((run / "checkpoints").glob("*.ckpt"))
     to_checkpoint = max(p.stat().st_mtime for p in checkpoints) - start
     best = next(p for p in checkpoints if p.name != "last.ckpt")
@@ -59,16 +62,16 @@ def run_seed(config: Path, data_dir: str, seed: int, workdir: Path) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "fast.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    args = parser.parse_args()
+    args, fit_options = parser.parse_known_args()
     data_dir = str(Path(args.data_dir).resolve())
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            results.append(run_seed(args.config.resolve(), data_dir, seed, Path(tmp)))
+            results.append(run_seed(args.config.resolve(), data_dir, seed, Path(tmp), fit_options))
             print(json.dumps(results[-1]), flush=True)
     print("\n| seed | s to checkpoint | s/epoch (median) | best checkpoint | test acc | test loss |")
     print("|---|---|---|---|---|---|")
