@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_info
+from torch.nn import Module
 from torch.optim import Optimizer
 
 
@@ -19,19 +21,30 @@ class NativeBF16(MixedPrecision):
     instead of 17-18 on our CPU, and the fast preset reached 99.1% in 18 s instead of 25.
     Without those instructions bf16 is emulated: steps took 35 ms with plain AVX-512
     and 250 ms with AVX2 (oneDNN capped with ONEDNN_MAX_CPU_ISA), so such CPUs train in
-    float32. It decides for the CPU only: on a GPU, choose `--trainer.precision` yourself.
+    float32. It decides for CPUs only: a model on a GPU trains in float32 with it
+    (choose `--trainer.precision` there).
     Weights and Adam's state stay float32 either way; only the step's arithmetic differs.
     """
 
     def __init__(self) -> None:
         super().__init__("bf16-mixed", device="cpu")
-        self.native = torch.cpu._is_avx512_bf16_supported()
-        if not self.native:
-            self.precision = "32-true"
+        self._choose(torch.cpu._is_avx512_bf16_supported())
+
+    def connect(self, model: Module, optimizers: list[Any], lr_schedulers: list[Any]) -> Any:
+        """Called once the model is on its device: a model on a GPU keeps float32."""
+        device = next(model.parameters(), torch.empty(0)).device
+        native = self._choose(device.type == "cpu" and torch.cpu._is_avx512_bf16_supported())
         rank_zero_info(
-            "Precision: bf16-mixed on the CPU (it has AVX512-BF16)" if self.native
-            else "Precision: float32 (this CPU has no AVX512-BF16, so bf16 would be slower)"
+            "Precision: bf16-mixed (this CPU has AVX512-BF16)" if native
+            else "Precision: float32 (this CPU has no AVX512-BF16, so bf16 would be slower)" if device.type == "cpu"
+            else f"Precision: float32 (NativeBF16 chooses for CPUs only; on {device.type} set --trainer.precision)"
         )  # fmt: skip
+        return super().connect(model, optimizers, lr_schedulers)
+
+    def _choose(self, native: bool) -> bool:
+        self.native = native
+        self.precision = "bf16-mixed" if native else "32-true"
+        return native
 
     @contextmanager
     def forward_context(self) -> Generator[None, None, None]:

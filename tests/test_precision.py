@@ -33,8 +33,17 @@ def test_fit_with_gradient_clipping_keeps_float32_weights(native, synthetic_mnis
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
     trainer.fit(model, MNISTDataModule(data_dir=str(data_dir), batch_size=64))
     assert trainer.callback_metrics["val_acc"].isfinite()
+    assert trainer.precision == ("bf16-mixed" if native else "32-true")
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert not torch.equal(model.net[0].weight, before)
+
+
+def test_a_model_off_the_cpu_keeps_float32(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    plugin = NativeBF16()
+    assert plugin.native
+    plugin.connect(torch.nn.Linear(2, 2, device="meta"), [], [])
+    assert not plugin.native and plugin.precision == "32-true"
 
 
 def test_clipping_under_bf16_is_exact():
