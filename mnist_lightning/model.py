@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+
+SEEN = 26  # the image rows and columns that can reach the output; see MNISTNet.forward
 
 
 class MNISTNet(nn.Sequential):
     """Keras: Conv2D(32, 3, relu) -> MaxPool2D(2) -> Conv2D(64, 3, relu) -> MaxPool2D(2)
     -> Flatten -> Dense(128, relu) -> Dropout(0.5) -> Dense(10, softmax).
 
-    Two deliberate differences in form, none in function:
+    Three deliberate differences in form, none in function:
     - Each max-pool comes *before* its ReLU. ReLU is monotone, so
       max(relu(a), relu(b)) == relu(max(a, b)), and the gradients match too; ReLU
       and its backward then touch 4x fewer values (about 9 ms less per batch of
       128 on our 2-core CPU, measured by scripts/benchmark.py).
+    - It skips the image's last two rows and columns, which cannot reach the
+      output (see forward).
     - It returns logits: the final softmax is folded into the cross-entropy loss,
       the numerically stable form of the same thing.
     The ReLUs work in place: no backward needs what they overwrite (max-pool keeps
     its indices, Linear its input), and reusing the buffer just written, instead of
     a fresh one, made training steps of 128 0.3-0.4 ms shorter, timed in turns.
+    Weights and activations are channels_last: oneDNN's convolutions and max-pooling
+    are several times faster in NHWC on CPU (the NCHW max-pool forward alone took
+    4.4 ms a batch).
     """
 
     def __init__(self, keras_init: bool = True, dropout: float = 0.5) -> None:
@@ -37,6 +45,21 @@ class MNISTNet(nn.Sequential):
         )
         if keras_init:
             self.apply(_glorot_uniform_zero_bias)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """The network sees only the first 26 rows and columns of a 28x28 image, in Keras too:
+        the second max-pool floors conv2's 11x11 to 5x5, dropping its last row and column,
+        so the first pool's last row and column, conv1's last two and the image's last two
+        never reach the output. Cutting them first gives the same values bit for bit with
+        15-17% less convolution and pooling: a training step of 128 took 17.6 instead of
+        19.7 ms, timed in turns.
+        """
+        seen = images[..., :SEEN, :SEEN]
+        # With one channel this copy is both layouts at once, but it tells oneDNN to keep
+        # conv1's output NHWC: conv1 then runs 4x faster, and so does the zero-fill in
+        # max-pool's backward.
+        return super().forward(seen.contiguous(memory_format=torch.channels_last))
 
 
 class FlattenHWC(nn.Module):

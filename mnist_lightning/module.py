@@ -41,9 +41,7 @@ class MNISTClassifier(L.LightningModule):
                 f"got lr={lr}, eps={eps}, weight_decay={weight_decay}, dropout={dropout}"
             )
         self.save_hyperparameters()
-        # channels_last: oneDNN's convolutions and max-pooling are several times
-        # faster in NHWC on CPU (the NCHW max-pool forward alone took 4.4 ms a batch).
-        self.net = MNISTNet(keras_init=keras_init, dropout=dropout).to(memory_format=torch.channels_last)
+        self.net = MNISTNet(keras_init=keras_init, dropout=dropout)
         # Each stage's epoch totals, Keras' running metrics: loss summed over images and
         # correct predictions (a row each for train, val, test) on the device, images
         # seen on the host. One add a step, one reduction over DDP ranks and one log an
@@ -68,10 +66,7 @@ class MNISTClassifier(L.LightningModule):
             super().__setattr__(name, value)
 
     def forward(self, images: Tensor) -> Tensor:
-        # With one channel this only restrides (no copy), but it tells oneDNN to
-        # keep conv1's output NHWC: conv1 then runs 4x faster, and so does the
-        # zero-fill in max-pool's backward.
-        return self.net(images.contiguous(memory_format=torch.channels_last))
+        return self.net(images)
 
     def setup(self, stage: str) -> None:
         tune_host()

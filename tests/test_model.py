@@ -69,3 +69,18 @@ def test_pytorch_default_init_is_available():
     assert isinstance(layer, nn.Linear)
     assert layer.bias.abs().sum() > 0  # PyTorch draws biases, Keras zeros them
     assert layer.weight.abs().max() <= 1 / math.sqrt(1600)  # kaiming_uniform(a=sqrt(5)) bound
+
+
+def test_the_last_two_rows_and_columns_never_reach_the_notebooks_output():
+    """Why MNISTNet may skip them: the notebook's own layer order ignores them too."""
+    torch.manual_seed(0)
+    net = MNISTNet().double().eval()
+    notebook = nn.Sequential(*[net[i] for i in (0, 2, 1, 3, 5, 4, 6, 7, 8, 9, 10)])
+    x = torch.rand(16, 1, 28, 28, dtype=torch.double)
+    changed = x.clone()
+    changed[..., 26:, :] = torch.rand(16, 1, 2, 28, dtype=torch.double)
+    changed[..., :, 26:] = torch.rand(16, 1, 28, 2, dtype=torch.double)
+    assert not torch.equal(changed, x)
+    torch.testing.assert_close(notebook(changed), notebook(x), rtol=0, atol=0)
+    changed[..., 25, 25] += 1  # one pixel inside does reach it
+    assert not torch.equal(notebook(changed), notebook(x))
