@@ -51,7 +51,7 @@ BATCH, EVAL_BATCH = 128, MNISTDataModule().eval_batch_size  # the project's eval
 class PlainLoop:
     """A hand-written loop. The notebook's loops index preloaded float tensors (the issue's
     baseline). `optimized` is the project's computation without Lightning: MNISTNet as it
-    is (pool before ReLU, the unseen pixels skipped, channels_last with a restrided input,
+    is (pool before ReLU, the unseen pixels skipped, channels_last input and weights,
     Keras' flatten order), denormals flushed, fused Adam, batches gathered
     from uint8 with index_select and scaled (as TensorBatches and the data module do), and
     the epoch's train loss and accuracy summed on the device (as MNISTClassifier does)."""
