@@ -28,12 +28,12 @@ class NativeBF16(MixedPrecision):
 
     def __init__(self) -> None:
         super().__init__("bf16-mixed", device="cpu")
-        self._choose(torch.cpu._is_avx512_bf16_supported())
+        self._choose(_cpu_has_bf16())
 
     def connect(self, model: Module, optimizers: list[Any], lr_schedulers: list[Any]) -> Any:
         """Called once the model is on its device: a model on a GPU keeps float32."""
         device = next(model.parameters(), torch.empty(0)).device
-        native = self._choose(device.type == "cpu" and torch.cpu._is_avx512_bf16_supported())
+        native = self._choose(device.type == "cpu" and _cpu_has_bf16())
         rank_zero_info(
             "Precision: bf16-mixed (this CPU has AVX512-BF16)" if native
             else "Precision: float32 (this CPU has no AVX512-BF16, so bf16 would be slower)" if device.type == "cpu"
@@ -64,3 +64,9 @@ class NativeBF16(MixedPrecision):
         # loss scaler would leave the gradients scaled until the fused step. bf16 has no
         # scaler, so the gradients are true ones and clipping is exact.
         Precision.clip_gradients(self, optimizer, clip_val, gradient_clip_algorithm)
+
+
+def _cpu_has_bf16() -> bool:
+    # torch's own CPU-feature check; it is private, so a torch without it gets float32
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(check and check())
