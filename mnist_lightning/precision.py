@@ -30,21 +30,23 @@ class NativeBF16(MixedPrecision):
         super().__init__("bf16-mixed", device="cpu")
         self._choose(_cpu_has_bf16())
 
+    @property
+    def native(self) -> bool:
+        return self.precision == "bf16-mixed"
+
     def connect(self, model: Module, optimizers: list[Any], lr_schedulers: list[Any]) -> Any:
         """Called once the model is on its device: a model on a GPU keeps float32."""
         device = next(model.parameters(), torch.empty(0)).device
-        native = self._choose(device.type == "cpu" and _cpu_has_bf16())
+        self._choose(device.type == "cpu" and _cpu_has_bf16())
         rank_zero_info(
-            "Precision: bf16-mixed (this CPU has AVX512-BF16)" if native
+            "Precision: bf16-mixed (this CPU has AVX512-BF16)" if self.native
             else "Precision: float32 (this CPU has no AVX512-BF16, so bf16 would be slower)" if device.type == "cpu"
             else f"Precision: float32 (NativeBF16 chooses for CPUs only; on {device.type} set --trainer.precision)"
         )  # fmt: skip
         return super().connect(model, optimizers, lr_schedulers)
 
-    def _choose(self, native: bool) -> bool:
-        self.native = native
+    def _choose(self, native: bool) -> None:
         self.precision = "bf16-mixed" if native else "32-true"
-        return native
 
     @contextmanager
     def forward_context(self) -> Generator[None, None, None]:
