@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 import sys
+import warnings
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.predict import CSVPredictionWriter
 
 log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
+lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
 
 RUNS_DIR = "runs"
 
@@ -35,6 +37,28 @@ class ExactSummary(ModelSummary):
     def summarize(summary_data, total_parameters: int, trainable_parameters: int, *args, **kwargs) -> None:
         ModelSummary.summarize(summary_data, total_parameters, trainable_parameters, *args, **kwargs)
         log.info(f"Total params: {total_parameters:,} (trainable: {trainable_parameters:,})")
+
+    def on_fit_start(self, trainer: Trainer, pl_module: Any) -> None:
+        # Mixed precision keeps the weights in float32, so the 32 bits a parameter that
+        # Lightning's summary falls back to for "bf16-mixed" give the exact size; its
+        # warning, printed in every bf16 run (configs/fast.yaml), calls them inaccurate.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Precision .*-mixed is not supported by the model summary")
+            super().on_fit_start(trainer, pl_module)
+
+
+class QuietLightning(logging.Filter):
+    """Drops two of Lightning's info lines that tell a user of this CLI nothing: that the
+    Trainer has a summary callback (ExactSummary, ours) and an advertisement for a
+    cloud logger. Matched by their first words, so anything else Lightning says shows."""
+
+    NOISE = ("Trainer already configured with model summary callbacks", "💡 Tip: For seamless cloud logging")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
+_QUIET = QuietLightning()  # one instance, so that adding it again is a no-op
 
 
 class NoProfiler(PassThroughProfiler):
@@ -83,6 +107,11 @@ class MNISTCLI(LightningCLI):
         # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it): each
         # redraw costs 0.3 ms, so redrawing every step would cost 1.5% of an epoch.
         os.environ.setdefault("TQDM_MINITERS", "25")
+        lightning_info.addFilter(_QUIET)
+        # Lightning 2.6 builds torch's deprecated LeafSpec in every CombinedLoader, which
+        # torch 2.15 warns about once a run: nothing a user can act on.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                category=FutureWarning)  # fmt: skip
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,

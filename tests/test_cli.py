@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 from conftest import CONFIG, cli
+from lightning.pytorch.callbacks import ModelSummary
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lightning import cli as cli_module
 from mnist_lightning.checkpoint import load_checkpoint
-from mnist_lightning.cli import MNISTCLI
+from mnist_lightning.cli import MNISTCLI, ExactSummary, QuietLightning
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.report import run_scalars as scalars
@@ -18,6 +20,26 @@ from mnist_lightning.report import scalar_events
 def test_fit_prints_keras_style_summary(fitted_run):
     _, _, result = fitted_run
     assert "Total params: 225,034" in result.stdout + result.stderr
+
+
+def test_fit_prints_no_lines_a_user_cannot_act_on(fitted_run):
+    _, _, result = fitted_run
+    output = result.stdout + result.stderr
+    for noise in (*QuietLightning.NOISE, "LeafSpec"):
+        assert noise not in output
+    assert "GPU available" in output  # Lightning's other info lines still show
+
+
+@pytest.mark.parametrize("summary", [ModelSummary, ExactSummary], ids=["lightning", "ours"])
+def test_the_summary_warns_of_mixed_precision_only_in_lightning(summary, synthetic_mnist, recwarn):
+    """Lightning's summary calls its size estimate inaccurate under bf16-mixed, whose weights
+    are float32 all the same; ExactSummary keeps quiet (and stops here once Lightning does)."""
+    data_dir, _ = synthetic_mnist
+    trainer = L.Trainer(precision="bf16-mixed", max_steps=1, limit_val_batches=0, callbacks=[summary()],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
+    trainer.fit(MNISTClassifier(), MNISTDataModule(data_dir=str(data_dir), batch_size=32))
+    warned = any("not supported by the model summary" in str(w.message) for w in recwarn)
+    assert warned == (summary is ModelSummary)
 
 
 def test_fit_writes_one_run_directory(fitted_run):
