@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 from conftest import CONFIG, cli
-from lightning.pytorch.callbacks import ModelSummary
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lightning import cli as cli_module
@@ -13,6 +13,7 @@ from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.cli import MNISTCLI, ExactSummary, QuietLightning
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.module import MNISTClassifier
+from mnist_lightning.predict import CSVPredictionWriter
 from mnist_lightning.report import run_scalars as scalars
 from mnist_lightning.report import scalar_events
 
@@ -135,6 +136,24 @@ def test_a_chosen_profiler_replaces_the_silent_default(synthetic_mnist, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Profiler Report" in result.stdout + result.stderr
     assert "run_training_batch" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("subcommand", "kept"), [
+    (None, {ModelCheckpoint}),  # run=False, as scripts/ use it: set up to fit
+    ("fit", {ModelCheckpoint}),
+    ("test", set()),
+    ("predict", {CSVPredictionWriter}),
+])  # fmt: skip
+def test_each_subcommand_keeps_only_the_callbacks_it_uses(subcommand, kept, best_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if subcommand is None:
+        cli = MNISTCLI(args=["-c", str(CONFIG)], run=False)
+    else:
+        monkeypatch.setattr(MNISTCLI, "_run_subcommand", lambda self, subcommand: None)  # set up, do not run
+        checkpoint = [] if subcommand == "fit" else ["--ckpt_path", str(best_checkpoint)]
+        cli = MNISTCLI(args=[subcommand, "-c", str(CONFIG), *checkpoint])
+    present = {type(c) for c in cli.trainer.callbacks}
+    assert present & {ModelCheckpoint, CSVPredictionWriter} == kept
 
 
 @pytest.mark.parametrize("config", sorted(CONFIG.parent.glob("*.yaml")), ids=lambda path: path.name)
