@@ -156,6 +156,13 @@ def test_each_subcommand_keeps_only_the_callbacks_it_uses(subcommand, kept, best
     assert present & {ModelCheckpoint, CSVPredictionWriter} == kept
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_summary_flag_switches_our_summary(enabled, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = MNISTCLI(args=["-c", str(CONFIG), f"--trainer.enable_model_summary={enabled}"], run=False)
+    assert any(isinstance(c, ExactSummary) for c in cli.trainer.callbacks) == enabled
+
+
 @pytest.mark.parametrize("config", sorted(CONFIG.parent.glob("*.yaml")), ids=lambda path: path.name)
 def test_every_shipped_config_maps_onto_the_classes(config, tmp_path, monkeypatch):
     """A misspelt or stale key in configs/ fails here, not in a user's first run."""
