@@ -165,8 +165,8 @@ class MNISTCLI(LightningCLI):
             # Lightning calls every callback at every hook, six a training step, whether
             # it acts there or not: the prediction writer cost 16 us a step in `fit`.
             unused += (CSVPredictionWriter,)
-        trainer_config = (self.config_init[self.subcommand] if self.subcommand else self.config_init)["trainer"]
-        if trainer_config.get("enable_model_summary") is False:
+        # The trainer's settings read as Lightning's instantiate_trainer reads them (under the subcommand, if any).
+        if self._get(self.config_init, "trainer", default={}).get("enable_model_summary") is False:
             # Lightning's flag only stops it adding its own summary; ExactSummary replaces that one.
             unused += (ExactSummary,)
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)]
