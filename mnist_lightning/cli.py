@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import sys
 import warnings
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.profilers import PassThroughProfiler
 
+from mnist_lightning import failures, runs
 from mnist_lightning.callbacks import RNGState
 from mnist_lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
 from mnist_lightning.data import MNISTDataModule
@@ -26,8 +25,6 @@ from mnist_lightning.predict import CSVPredictionWriter
 
 log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
 lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-
-RUNS_DIR = "runs"
 
 
 class ExactSummary(ModelSummary):
@@ -61,25 +58,33 @@ class QuietLightning(logging.Filter):
 _QUIET = QuietLightning()  # one instance, so that adding it again is a no-op
 
 
-class NoProfiler(PassThroughProfiler):
-    """Lightning's default profiler, which records nothing, without its cost.
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, which on resume also knows its folder when the path was typed differently.
 
-    Lightning wraps every hook call in `profiler.profile(...)`, ~130 a training
-    step; the default's generator-based context manager costs 1.0 us each, a
-    nullcontext 0.17 us. `--trainer.profiler simple` (or any other) still works.
+    Lightning reloads the best-checkpoint tracking only when the saved folder's path
+    equals today's as a string (runs/mnist/x vs /home/me/runs/mnist/x would start over).
     """
 
-    def profile(self, action_name: str) -> AbstractContextManager:
-        return _NOTHING
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("dirpath")
+        if saved and self.dirpath and Path(saved).resolve() == Path(self.dirpath).resolve():
+            state_dict = {**state_dict, "dirpath": self.dirpath}
+        super().load_state_dict(state_dict)
 
 
-_NOTHING = nullcontext()  # stateless, so one serves every call
+class RunConfig(SaveConfigCallback):
+    """config.yaml in the run directory, written by `fit` (a resumed fit rewrites it);
+    evaluations leave the training run's config as it is."""
+
+    def setup(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        if stage == "fit":
+            super().setup(trainer, pl_module, stage)
 
 
 class MNISTTrainer(Trainer):
     """Lightning's Trainer plus `report`, so that LightningCLI offers it as a subcommand."""
 
-    def report(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str,
+    def report(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
                output_dir: str | None = None) -> None:  # fmt: skip
         """Evaluate a checkpoint on the test set and write metrics.json and figures.
 
@@ -91,21 +96,26 @@ class MNISTTrainer(Trainer):
         from mnist_lightning.report import write_report
 
         (results,) = self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        write_report(model, datamodule, results["test_loss"], ckpt_path, output_dir)
+        if self.is_global_zero:
+            try:
+                write_report(model, datamodule, results["test_loss"], ckpt_path, output_dir)
+            except OSError as err:
+                raise UserError(f"cannot write the report into {err.filename or output_dir}: {err.strerror}. "
+                                "Free space, or choose another folder with --output_dir DIR") from err  # fmt: skip
 
 
 class MNISTCLI(LightningCLI):
-    """Every run writes its events, config and checkpoints into runs/mnist/version_N.
+    """Every `fit` writes its events, config and checkpoints into its own run directory,
+    runs/mnist/<start time>; resuming continues it, and `validate`, `test` and `report`
+    of a run's checkpoint add their results to it.
 
-    `validate`, `test`, `predict` and `report` given a checkpoint take the model's and the
-    data module's settings from it (LightningCLI does the model; we add the data
-    as defaults, so explicit --data.* options still win, e.g. a new data_dir).
+    Given a checkpoint, the model's and the data module's settings default to the ones
+    it was trained with; options and config files given on the command line win.
     """
 
     def __init__(self, args: ArgsType = None, run: bool = True) -> None:
         # The progress bar redraws every 25 steps, ~2 times a second on this CPU
-        # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it): each
-        # redraw costs 0.3 ms, so redrawing every step would cost 1.5% of an epoch.
+        # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it).
         os.environ.setdefault("TQDM_MINITERS", "25")
         lightning_info.addFilter(_QUIET)
         # Lightning 2.6 builds torch's deprecated LeafSpec in every CombinedLoader, which
@@ -116,14 +126,15 @@ class MNISTCLI(LightningCLI):
             MNISTClassifier,
             MNISTDataModule,
             trainer_class=MNISTTrainer,
+            save_config_callback=RunConfig,
+            save_config_kwargs={"overwrite": True},
             trainer_defaults={
-                "profiler": {"class_path": "mnist_lightning.cli.NoProfiler"},
                 "logger": {
-                    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    "init_args": {"save_dir": RUNS_DIR, "name": "mnist", "default_hp_metric": False},
+                    "class_path": "mnist_lightning.runs.RunLogger",
+                    "init_args": {"save_dir": runs.RUNS_DIR, "name": "mnist", "default_hp_metric": False},
                 },
                 "callbacks": [
-                    ModelCheckpoint(
+                    RunCheckpoint(
                         monitor="val_acc",
                         mode="max",
                         filename="epoch{epoch:02d}-val_acc{val_acc:.4f}",
@@ -132,7 +143,7 @@ class MNISTCLI(LightningCLI):
                     # last.ckpt after every epoch, for resuming. Not save_last=True:
                     # Lightning 2.6 rewrites that only in epochs that set a new best,
                     # so it can be epochs old.
-                    ModelCheckpoint(filename="last", enable_version_counter=False),
+                    RunCheckpoint(filename="last", enable_version_counter=False),
                     ExactSummary(max_depth=2),
                     RNGState(),
                 ],
@@ -151,76 +162,108 @@ class MNISTCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
 
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
-        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a plugin the user chose
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        unused: tuple[type, ...] = ()  # without a subcommand (run=False) the trainer is set up to fit
-        if self.subcommand not in (None, "fit"):
-            # Evaluating writes no checkpoints. Given a checkpoint, Lightning restores these
-            # callbacks' state from it and warns, misleadingly for an evaluation, that the
-            # new run's checkpoint directory differs from the one the file was written in.
-            unused += (ModelCheckpoint,)
-        if self.subcommand != "predict":
-            # Lightning calls every callback at every hook, six a training step, whether
-            # it acts there or not: the prediction writer cost 16 us a step in `fit`.
-            unused += (CSVPredictionWriter,)
-        # The trainer's settings read as Lightning's instantiate_trainer reads them (under the subcommand, if any).
-        if self._get(self.config_init, "trainer", default={}).get("enable_model_summary") is False:
-            # Lightning's flag only stops it adding its own summary; ExactSummary replaces that one.
-            unused += (ExactSummary,)
-        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)]
-        return trainer
+    def _parse_ckpt_path(self) -> None:
+        """Replaced by parse_arguments: Lightning's copies the checkpoint's settings over the command line."""
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path:
-            if subcommand in ("validate", "test", "predict"):
+            if subcommand in ("validate", "test", "predict", "report"):
                 raise UserError(needs_checkpoint(subcommand))
             return
-        # Every checkpoint is read weights-only first: a file that would run code is
-        # refused here, before Lightning or LightningCLI open it.
+        # Every checkpoint is checked and read weights-only first: a file that would run
+        # code, unpack to gigabytes or hold another network is refused here, with one line.
         checkpoint = load_checkpoint(ckpt_path)
-        if subcommand == "fit":  # resuming: the config given wins
+        saved = {
+            "model": _settings(checkpoint.get("hyper_parameters", {})),
+            # predict_path is a per-command input, never taken from a checkpoint.
+            "data": _settings(checkpoint.get("datamodule_hyper_parameters", {}), drop=("predict_path",)),
+        }
+        subparser = self._parser(subcommand)
+        subparser.exit_on_error = False
+        try:
+            subparser.parse_object(saved, self.config[subcommand])
+        except Exception as err:  # jsonargparse's ArgumentError: an unknown key or a wrong type
+            raise UserError(f"{ckpt_path}: its saved settings do not fit this version of the model and data "
+                            f"({' '.join(str(err).split())}); evaluate it with the version that wrote it") from err  # fmt: skip
+        finally:
+            subparser.exit_on_error = True
+        subparser.set_defaults({f"{group}.{k}": v for group, values in saved.items() for k, v in values.items()})
+        super().parse_arguments(parser, args)
+        if subcommand == "fit" and bool(saved["model"].get("one_cycle")) != self.config.fit.model.one_cycle:
+            was = str(bool(saved["model"].get("one_cycle"))).lower()
+            raise UserError(f"{ckpt_path} was trained with one_cycle {was}; resume it with --model.one_cycle {was}, "
+                            "or start a new run without --ckpt_path")  # fmt: skip
+
+    def before_instantiate_classes(self) -> None:
+        """Points the run logger at the run this command belongs to."""
+        failures.COMMAND.append(self.subcommand or "")
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        logger = config.trainer.logger
+        if not (isinstance(logger, Namespace) and logger.get("class_path") == "mnist_lightning.runs.RunLogger"):
+            return  # the user's own logger, or none
+        if self.subcommand == "predict":  # predictions go to a CSV file, not into a run
+            config.trainer.logger = False
             return
-        # Keys starting with "_" are LightningCLI's own bookkeeping, not arguments.
-        data_hparams = {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k[0] != "_"}
-        if data_hparams:
-            self._parser(subcommand).set_defaults({f"data.{k}": v for k, v in data_hparams.items()})
-            super().parse_arguments(parser, args)
+        run = runs.run_of_checkpoint(config.ckpt_path) if config.get("ckpt_path") else None
+        if run is None and self.subcommand == "fit" and SLURMEnvironment.detect():
+            # A requeued SLURM job starts again under the same id: it must find its run,
+            # where Lightning's requeue handler saved hpc_ckpt_N.ckpt, and resume from it.
+            job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "0"))
+            task = os.environ.get("SLURM_ARRAY_TASK_ID")
+            run = Path(logger.init_args.save_dir, logger.init_args.name, f"slurm-{job}" + (f"_{task}" if task else ""))
+            config.trainer.default_root_dir = str(run)
+        if run is not None:
+            logger.init_args.save_dir, logger.init_args.name, logger.init_args.version = str(run.parent.parent), run.parent.name, run.name
+            runs.ACTIVE.append(run)
+            if self.subcommand == "validate":  # beside, not into, the training's own val_* curves
+                logger.init_args.prefix = "validate"
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a plugin the user chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        unused: tuple[type, ...] = ()
+        if self.subcommand != "predict":
+            # Lightning calls every callback at every hook, six a training step, whether
+            # it acts there or not.
+            unused += (CSVPredictionWriter,)
+        # The trainer's settings read as Lightning's instantiate_trainer reads them (under the subcommand, if any).
+        if self._get(self.config_init, "trainer", default={}).get("enable_model_summary") is False:
+            # Lightning's flag only stops it adding its own summary; ExactSummary replaces that one.
+            unused += (ExactSummary,)
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)]
+        # Resuming continues in the run's own checkpoints folder, which is not empty by design.
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        if self.subcommand not in (None, "fit"):
+            # Evaluations write no checkpoints, so where the checkpoint callbacks would write is moot.
+            warnings.filterwarnings("ignore", message="The dirpath has changed from")
+        return trainer
+
+
+def _settings(hparams: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Saved hyperparameters as settings: keys starting with "_" are LightningCLI's bookkeeping."""
+    return {k: v for k, v in hparams.items() if not k.startswith("_") and k not in drop}
 
 
 def needs_checkpoint(subcommand: str) -> str:
     """Without --ckpt_path Lightning evaluates a freshly initialised network and exits 0:
-    ~10% accuracy that looks like a result. The message names the newest checkpoint here."""
-    newest = max(Path(RUNS_DIR).glob("*/version_*/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
+    ~10% accuracy that looks like a result. The message names the best checkpoint of the newest run."""
+    best = runs.best_checkpoint_hint()
     train = "train one: mnist-lightning fit -c configs/mnist.yaml"
-    hint = f"the newest here is {newest}" if newest else f"none under ./{RUNS_DIR}; {train}"
+    hint = f"the best of the newest run is {best}" if best else f"none under ./{runs.RUNS_DIR}; {train}"
     return f"{subcommand} needs a trained network: --ckpt_path CKPT ({hint})"
 
 
-# Failures of the file system a user can fix (a full disk, a read-only or
-# unwritable directory), told as such rather than as a traceback.
-FIXABLE_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
-
-
 def main(args: ArgsType = None) -> None:
-    """Entry point; user mistakes end with one line on stderr and exit status 1.
+    """Entry point: failures a user can fix end with one line on stderr, a stop by a
+    signal with a line saying what was saved; both with a non-zero exit status.
 
     Set MNIST_LIGHTNING_DEBUG=1 to see the full traceback instead.
     """
-    try:
-        MNISTCLI(args=args)
-    except (UserError, OSError) as err:
-        if os.environ.get("MNIST_LIGHTNING_DEBUG") or (isinstance(err, OSError) and err.errno not in FIXABLE_OS_ERRORS):
-            raise
-        if isinstance(err, OSError):
-            err = UserError(f"cannot write {err.filename or 'an output file'}: {err.strerror}. Free space or "
-                            "choose another place (e.g. --trainer.logger.init_args.save_dir DIR); "
-                            "files written before are intact")  # fmt: skip
-        sys.exit(f"mnist-lightning: error: {err}")
+    failures.run_reporting_failures(lambda: MNISTCLI(args=args))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import math
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image
 from torch import Tensor
@@ -138,6 +140,9 @@ def load_mnist(data_dir: str | Path, train: bool, download: bool) -> MNIST:
             raise UserError(f"{images} holds {n_images} images but {labels} holds {n_labels} labels")
     try:
         return MNIST(str(data_dir), train=train, download=download)
+    except OSError as err:  # a folder that cannot be created or written, a full disk
+        raise UserError(f"cannot write MNIST into {raw}: {err.strerror or err}. "
+                        "Free space, or point --data.data_dir at a writable folder") from err  # fmt: skip
     except RuntimeError as err:  # torchvision raises it for a failed download or missing files
         reason = " ".join(str(err).split())[:400] if download else "download is switched off"
         raise UserError(
@@ -148,15 +153,67 @@ def load_mnist(data_dir: str | Path, train: bool, download: bool) -> MNIST:
 
 
 def find_files(path: str) -> list[Path]:
-    """A file, every file under a directory, or a glob pattern's matches, sorted."""
+    """A file, every file under a directory, or a glob pattern's matches, sorted; each file once.
+
+    Symbolic links to folders are followed, but never into a folder already walked, so
+    link loops end; a file reached by two routes is read once. Unreadable folders are
+    named in a warning.
+    """
+    if not path.strip():
+        raise UserError("--data.predict_path is empty: give an image file, a folder or a glob pattern")
     given = Path(path).expanduser()
     if given.is_file():
         return [given]
-    matches = given.rglob("*") if given.is_dir() else map(Path, glob.glob(str(given), recursive=True))
-    files = sorted(f for f in matches if f.is_file())
+    if given.is_dir():
+        root, pattern = given, None
+    else:
+        parts = given.parts
+        magic = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+        root, pattern = Path(*parts[:magic]) if magic else Path("."), parts[magic:]
+    files = sorted(f for f in _walk(root) if pattern is None or _matches(f.relative_to(root).parts, pattern))
     if not files:
         raise UserError(f"--data.predict_path {path}: no such file, or no files in that directory or pattern")
     return files
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """The files under root, following folder links but entering each real folder and reading each file once."""
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+
+    def unreadable(err: OSError) -> None:
+        rank_zero_warn(f"skipped the folder {err.filename}: {err.strerror}")
+
+    for folder, dirs, names in os.walk(root, followlinks=True, onerror=unreadable):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen_dirs:
+            dirs.clear()
+            continue
+        seen_dirs.add((stat.st_dev, stat.st_ino))
+        dirs.sort()
+        for name in sorted(names):
+            file = Path(folder, name)
+            try:
+                info = file.stat()
+            except OSError:  # a dangling link
+                continue
+            if file.is_file() and (info.st_dev, info.st_ino) not in seen_files:
+                seen_files.add((info.st_dev, info.st_ino))
+                yield file
+
+
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Whether path components match a glob's components; `**` spans any number of folders."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_matches(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(parts[1:], pattern[1:])
+
+
+# Pictures above this many pixels are skipped: a small compressed file can hold a huge
+# image (12000x12000 is 3.7 GB to decode), and no photo of one digit needs more.
+MAX_PIXELS = 40_000_000
 
 
 def read_digits(path: str) -> tuple[TensorBatches, list[Path]]:
@@ -166,9 +223,13 @@ def read_digits(path: str) -> tuple[TensorBatches, list[Path]]:
     for file in files:
         try:
             with Image.open(file) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise ValueError(f"{image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} read")
                 digits.append(torch.from_numpy(mnist_style(image)))
             kept.append(file)
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
+        except MemoryError:
+            rank_zero_warn(f"skipped {file}: not enough memory to decode it")
+        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
             rank_zero_warn(f"skipped {file}: {err}")
     if not kept:
         raise UserError(f"none of the {len(files)} file(s) under {path} could be read as a digit image")
@@ -206,7 +267,8 @@ class MNISTDataModule(L.LightningDataModule):
             raise UserError(f"val_split must lie strictly between 0 and 1, got {val_split}")
         if num_workers < 0:
             raise UserError(f"num_workers must be 0 or more, got {num_workers}")
-        self.save_hyperparameters()
+        # predict_path is not kept in checkpoints: a later `predict` must not silently read old pictures.
+        self.save_hyperparameters(ignore="predict_path")
         self.data_dir = data_dir
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -236,7 +298,11 @@ class MNISTDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate") and self.train_set is None:
             full = load_mnist(self.data_dir, train=True, download=False)
-            n_train = len(full) - int(len(full) * self.val_split)
+            n_val = int(len(full) * self.val_split)
+            if n_val == 0 or n_val == len(full):
+                raise UserError(f"--data.val_split {self.val_split} of {len(full)} training images leaves "
+                                f"{n_val} for validation and {len(full) - n_val} for training; both need at least one")  # fmt: skip
+            n_train = len(full) - n_val
             self.train_set = TensorBatches(full.data[:n_train], full.targets[:n_train])
             self.val_set = TensorBatches(full.data[n_train:], full.targets[n_train:])
         if stage == "predict" and self.predict_path is not None:
@@ -281,9 +347,14 @@ class MNISTDataModule(L.LightningDataModule):
         return ["index", "label"], [[i, int(y)] for i, y in enumerate(self.test_set.labels)]
 
     def _loader(self, dataset: TensorBatches, batch_size: int) -> DataLoader[Batch]:
+        world_size = self.trainer.world_size if self.trainer else 1
         return DataLoader(
             dataset,
             batch_size=batch_size,  # in order: DataLoader's default sampler without shuffle
+            # Under DDP each image exactly once, rank r taking images r, r + W, ...: Lightning's
+            # default for validation and test pads the ranks' shares with repeated images.
+            sampler=UnrepeatedDistributedSampler(dataset, world_size, self.trainer.global_rank, shuffle=False)
+            if world_size > 1 else None,  # fmt: skip
             collate_fn=_already_batched,
             # Its own generator: every new iterator draws a seed, and drawing it
             # from the global RNG would shift dropout's random stream in a way a
@@ -292,6 +363,19 @@ class MNISTDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def in_dataset_order(self, local: Tensor) -> Tensor:
+        """The rows every rank computed for its share of an evaluation set, gathered on
+        every rank into the dataset's order (the inverse of UnrepeatedDistributedSampler)."""
+        world_size = self.trainer.world_size if self.trainer else 1
+        if world_size == 1:
+            return local
+        parts: list[Tensor | None] = [None] * world_size
+        torch.distributed.all_gather_object(parts, local.cpu())
+        whole = torch.empty(sum(len(p) for p in parts), *local.shape[1:], dtype=local.dtype)
+        for rank, part in enumerate(parts):
+            whole[rank::world_size] = part
+        return whole
 
     def on_after_batch_transfer(self, batch: Batch | Tensor, dataloader_idx: int) -> Batch | Tensor:
         if isinstance(batch, Tensor):  # the model summary's example input: float already

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
+from mnist_lightning.errors import UserError
 from mnist_lightning.files import write_text
 
 
@@ -29,15 +30,24 @@ class CSVPredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any], batch_indices: Sequence[Any]
     ) -> None:
-        probabilities = torch.cat(list(predictions)).float().cpu()
-        confidence, predicted = probabilities.max(dim=1)
+        # Under DDP every rank predicted a share; rank 0 writes them all, in the images' order.
+        probabilities = trainer.datamodule.in_dataset_order(torch.cat(list(predictions)).float().cpu())
+        if not trainer.is_global_zero:
+            return
         header, rows = trainer.datamodule.predict_table()
+        if len(rows) != len(probabilities):  # a row must never be paired with another image's prediction
+            raise RuntimeError(f"{len(probabilities)} predictions for {len(rows)} images")
+        confidence, predicted = probabilities.max(dim=1)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow([*header, "prediction", "confidence"])
         for row, p, c in zip(rows, predicted.tolist(), confidence.tolist()):
             writer.writerow([*row, p, f"{c:.4f}"])
-        write_text(self.output, buffer.getvalue())
+        try:
+            write_text(self.output, buffer.getvalue())
+        except OSError as err:
+            raise UserError(f"cannot write {err.filename or self.output}: {err.strerror}. Free space, or choose "
+                            "another file with --prediction_writer.output FILE; an older file there is intact") from err  # fmt: skip
         print(summarize(predicted, confidence, header, rows, self.output))
 
 

@@ -12,8 +12,17 @@ from PIL import Image, ImageFilter, ImageOps
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
-    """Any PIL mode to float grayscale; transparency is laid on white, like paper."""
+    """Any PIL mode to float grayscale in 0-255; transparency is laid on white, like paper.
+
+    16- and 32-bit integer and floating-point images are stretched from their darkest to
+    their brightest value: their range says nothing about where paper and ink lie, and
+    PIL's convert("L") would clip them instead.
+    """
     image = ImageOps.exif_transpose(image)
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        low, high = float(values.min()), float(values.max())
+        return ((values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)).astype(np.float32)
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA"):

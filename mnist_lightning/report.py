@@ -72,7 +72,7 @@ def write_report(
     probabilities = torch.cat(model.test_probabilities).float().cpu()
     assert datamodule.test_set is not None
     labels, images = datamodule.test_set.labels, datamodule.test_set.images[:, 0].numpy()
-    metrics = class_metrics(model.test_confusion.compute().cpu(), probabilities, labels, test_loss)
+    metrics = class_metrics(model.test_confusion_matrix, probabilities, labels, test_loss)
     write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     plots.save(plots.confusion_figure(np.array(metrics["confusion_matrix"])), out / "confusion_matrix.png")
 
@@ -80,6 +80,7 @@ def write_report(
     if any(tag in scalars for tag in ("train_loss", "val_loss")):
         plots.save(plots.curves_figure(scalars), out / "learning_curves.png")
     else:
+        (out / "learning_curves.png").unlink(missing_ok=True)  # an earlier report's curves are not this run's
         print(f"No training curves in {run_dir} (no event files there): learning_curves.png skipped")
 
     confidence, predicted = probabilities.max(1)

@@ -89,6 +89,19 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
     return subprocess.run(cli_command(*args), check=False, cwd=cwd, capture_output=True, text=True, timeout=300, env=environ)
 
 
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    """LightningCLI called in-process sees pytest's own arguments in sys.argv, and warns."""
+    monkeypatch.setattr(sys, "argv", ["mnist-lightning"])
+
+
+def only_run(cwd: Path) -> Path:
+    """The one run directory under cwd/runs/mnist (failing when there are none or several)."""
+    found = sorted((cwd / "runs" / "mnist").iterdir())
+    assert len(found) == 1, found
+    return found[0]
+
+
 @pytest.fixture(scope="session")
 def fitted_run(synthetic_mnist, tmp_path_factory):
     """One short fit on the synthetic files, shared by the tests below."""
@@ -100,7 +113,7 @@ def fitted_run(synthetic_mnist, tmp_path_factory):
         "--trainer.enable_progress_bar", "false", cwd=cwd,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    return cwd, cwd / "runs" / "mnist" / "version_0", result
+    return cwd, only_run(cwd), result
 
 
 @pytest.fixture(scope="session")

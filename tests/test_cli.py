@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import pytest
-from conftest import CONFIG, cli
+from conftest import CONFIG, cli, only_run
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -76,7 +76,7 @@ def test_test_rebuilds_everything_from_the_checkpoint(fitted_run):
     # run's): true, and nothing to do with evaluating, which writes no checkpoints.
     assert "dirpath has changed" not in result.stderr
     assert "No seed found" not in result.stderr  # nor that no seed was given: evaluating draws no random numbers
-    test_run = max((cwd / "runs" / "mnist").iterdir(), key=lambda p: int(p.name.split("_")[1]))
+    test_run = only_run(cwd)  # the results join the checkpoint's own run
     values = scalars(test_run)
     assert values["test_acc"][0] > 0.9
     assert 0 < values["test_loss"][0] < 1
@@ -97,25 +97,27 @@ def test_missing_checkpoint_is_one_clear_line(tmp_path):
     )
 
 
-@pytest.mark.parametrize("command", ["validate", "test", "predict"])
-def test_evaluating_without_a_checkpoint_is_one_clear_line(command, tmp_path, monkeypatch):
+@pytest.mark.parametrize("command", ["validate", "test", "predict", "report"])
+def test_evaluating_without_a_checkpoint_is_one_clear_line(command, tmp_path, monkeypatch, capsys):
     # Lightning would evaluate a freshly initialised network: ~10% accuracy, exit status 0.
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         cli_module.main([command])
-    assert exit_.value.code == (
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == (
         f"mnist-lightning: error: {command} needs a trained network: --ckpt_path CKPT "
-        "(none under ./runs; train one: mnist-lightning fit -c configs/mnist.yaml)"
+        "(none under ./runs; train one: mnist-lightning fit -c configs/mnist.yaml)\n"
     )
 
 
-def test_evaluating_without_a_checkpoint_names_the_newest(fitted_run, monkeypatch):
+def test_evaluating_without_a_checkpoint_names_the_best_of_the_newest_run(fitted_run, monkeypatch, capsys):
     cwd, run, _ = fitted_run
-    newest = max((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    (best,) = (run / "checkpoints").glob("epoch*.ckpt")
+    (run / "checkpoints" / "last.ckpt").touch()  # the newest file, but not the best
     monkeypatch.chdir(cwd)
-    with pytest.raises(SystemExit) as exit_:
+    with pytest.raises(SystemExit):
         cli_module.main(["test"])
-    assert exit_.value.code.endswith(f"(the newest here is {newest.relative_to(cwd)})")
+    assert capsys.readouterr().err.endswith(f"(the best of the newest run is {best.relative_to(cwd)})\n")
 
 
 def test_missing_data_offline_is_one_clear_line(tmp_path):
@@ -125,9 +127,7 @@ def test_missing_data_offline_is_one_clear_line(tmp_path):
     assert "Put the four files" in result.stderr
 
 
-def test_a_chosen_profiler_replaces_the_silent_default(synthetic_mnist, tmp_path, fitted_run):
-    _, run, _ = fitted_run
-    assert "mnist_lightning.cli.NoProfiler" in (run / "config.yaml").read_text()  # the saved config re-runs as is
+def test_a_chosen_profiler_reports(synthetic_mnist, tmp_path):
     data_dir, _ = synthetic_mnist
     result = cli(
         "fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--trainer.max_epochs", "1",
@@ -141,8 +141,10 @@ def test_a_chosen_profiler_replaces_the_silent_default(synthetic_mnist, tmp_path
 @pytest.mark.parametrize(("subcommand", "kept"), [
     (None, {ModelCheckpoint}),  # run=False, as scripts/ use it: set up to fit
     ("fit", {ModelCheckpoint}),
-    ("test", set()),
-    ("predict", {CSVPredictionWriter}),
+    # Evaluations keep the checkpoint callbacks: Lightning restores their state from the
+    # checkpoint, and warns for each one that is missing.
+    ("test", {ModelCheckpoint}),
+    ("predict", {ModelCheckpoint, CSVPredictionWriter}),
 ])  # fmt: skip
 def test_each_subcommand_keeps_only_the_callbacks_it_uses(subcommand, kept, best_checkpoint, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -152,8 +154,8 @@ def test_each_subcommand_keeps_only_the_callbacks_it_uses(subcommand, kept, best
         monkeypatch.setattr(MNISTCLI, "_run_subcommand", lambda self, subcommand: None)  # set up, do not run
         checkpoint = [] if subcommand == "fit" else ["--ckpt_path", str(best_checkpoint)]
         cli = MNISTCLI(args=[subcommand, "-c", str(CONFIG), *checkpoint])
-    present = {type(c) for c in cli.trainer.callbacks}
-    assert present & {ModelCheckpoint, CSVPredictionWriter} == kept
+    present = {kind for kind in (ModelCheckpoint, CSVPredictionWriter) if any(isinstance(c, kind) for c in cli.trainer.callbacks)}
+    assert present == kept
 
 
 @pytest.mark.parametrize("enabled", [True, False])

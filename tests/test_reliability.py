@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIG, cli, cli_command, write_idx, write_mnist
+from conftest import CONFIG, cli, cli_command, only_run, write_idx, write_mnist
 
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.data import MNISTDataModule
@@ -54,30 +54,30 @@ def uninterrupted(bigger_mnist, tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("uninterrupted")
     result = cli(*fit_args(bigger_mnist, "--trainer.max_epochs", "3"), cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
-    return cwd / "runs" / "mnist" / "version_0"
+    return only_run(cwd)
 
 
 def test_same_seed_gives_identical_weights_and_metrics(bigger_mnist, uninterrupted, tmp_path):
     result = cli(*fit_args(bigger_mnist, "--trainer.max_epochs", "3"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert_same_run(uninterrupted, tmp_path / "runs" / "mnist" / "version_0")
+    assert_same_run(uninterrupted, only_run(tmp_path))
 
 
 def test_sigkill_mid_epoch_then_resume_is_bit_exact(bigger_mnist, uninterrupted, tmp_path):
-    last = tmp_path / "runs" / "mnist" / "version_0" / "checkpoints" / "last.ckpt"
     process = subprocess.Popen(cli_command(*fit_args(bigger_mnist, "--trainer.max_epochs", "3")), cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 240
-    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+    while not list(tmp_path.glob("runs/mnist/*/checkpoints/last.ckpt")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.7)  # into the second epoch
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    last = only_run(tmp_path) / "checkpoints" / "last.ckpt"
     assert load_checkpoint(last)["epoch"] < 2  # it really was cut short
 
     result = cli(*fit_args(bigger_mnist, "--trainer.max_epochs", "3", "--ckpt_path", str(last)), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert_same_run(uninterrupted, tmp_path / "runs" / "mnist" / "version_1")
+    assert_same_run(uninterrupted, only_run(tmp_path))  # the same run, continued
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(synthetic_mnist, tmp_path):
@@ -85,7 +85,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(synthe
                  cwd=tmp_path, env={"PYTHONPATH": str(TESTS)})  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "became NaN or infinite in epoch 1" in result.stderr and "last good checkpoint, last.ckpt, is intact" in result.stderr
-    checkpoint = load_checkpoint(tmp_path / "runs" / "mnist" / "version_0" / "checkpoints" / "last.ckpt")
+    checkpoint = load_checkpoint(only_run(tmp_path) / "checkpoints" / "last.ckpt")
     assert checkpoint["epoch"] == 0
     assert all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
 
@@ -94,14 +94,13 @@ def test_two_process_ddp_matches_one_process_evaluation(synthetic_mnist, tmp_pat
     data_dir = synthetic_mnist[0]
     result = cli(*fit_args(data_dir, "-c", str(CONFIG.with_name("ddp.yaml")), "--trainer.max_epochs", "2"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = sorted((tmp_path / "runs" / "mnist").iterdir())
-    assert [r.name for r in runs] == ["version_0"]  # one run directory, written by rank 0 only
-    ddp_scalars = run_scalars(runs[0])
-    validate = cli("validate", "--ckpt_path", str(runs[0] / "checkpoints" / "last.ckpt"), *QUIET, cwd=tmp_path)
+    run = only_run(tmp_path)  # one run directory, written by rank 0 only
+    ddp_scalars = run_scalars(run)
+    validate = cli("validate", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), *QUIET, cwd=tmp_path)
     assert validate.returncode == 0, validate.stderr[-3000:]
-    single = run_scalars(tmp_path / "runs" / "mnist" / "version_1")
-    assert ddp_scalars["val_acc"][-1] == single["val_acc"][0]
-    assert ddp_scalars["val_loss"][-1] == pytest.approx(single["val_loss"][0], rel=1e-5)
+    single = run_scalars(only_run(tmp_path))  # validate adds its results to the same run
+    assert ddp_scalars["val_acc"][-1] == single["validate-val_acc"][0]
+    assert ddp_scalars["val_loss"][-1] == pytest.approx(single["validate-val_loss"][0], rel=1e-5)
 
 
 def test_lightning_picks_up_slurm_from_its_variables(monkeypatch, tmp_path):
@@ -212,7 +211,8 @@ def test_disk_full_while_writing_predictions_keeps_the_old_file(best_checkpoint,
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         cli_module.main(["predict", "--ckpt_path", str(best_checkpoint), *QUIET])
-    assert "No space left on device" in str(exit_.value.code) and "cannot write" in str(exit_.value.code)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "No space left on device" in err and "--prediction_writer.output" in err
     assert old.read_text() == "index,label,prediction,confidence\n"
 
 
@@ -228,12 +228,14 @@ def test_checkpoints_are_written_beside_the_target_then_renamed(tmp_path, monkey
     io = AtomicCheckpointIO()
     io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, target)
 
-    def killed_mid_write(obj, f):
-        Path(f).write_bytes(b"half a checkpoint")
+    real_write_bytes = Path.write_bytes
+
+    def killed_mid_write(self, data):
+        real_write_bytes(self, b"half a checkpoint")
         raise KeyboardInterrupt  # stands in for the process dying
 
-    monkeypatch.setattr(torch, "save", killed_mid_write)
+    monkeypatch.setattr(Path, "write_bytes", killed_mid_write)
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, target)
-    assert torch.equal(load_checkpoint(target)["state_dict"]["w"], torch.ones(2))  # the old one, whole
+    assert torch.equal(torch.load(target, weights_only=True)["state_dict"]["w"], torch.ones(2))  # the old one, whole
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt" or p.name.startswith(".")] == ["last.ckpt"]

@@ -1,0 +1,90 @@
+"""How a command ends when it does not finish: one line that says why and what survived,
+and a non-zero exit status, instead of a traceback or a false success."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from mnist_lightning import runs
+from mnist_lightning.errors import UserError
+
+RECEIVED: list[int] = []  # the stopping signals this process received
+COMMAND: list[str] = []  # the subcommand running, once known
+
+# Failures of the file system a user can fix: a full disk, a read-only or unwritable
+# folder, a file where a folder should be, a name too long for the file system.
+FIXABLE_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR,
+                     errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST}  # fmt: skip
+OUT_OF_MEMORY = ("not enough memory", "out of memory", "can't allocate memory", "DefaultCPUAllocator")
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    RECEIVED.append(signum)
+    # While a Trainer runs, Lightning calls this among its own SIGTERM handlers and stops
+    # the loops itself at the next batch; otherwise stop here.
+    if signal.getsignal(signum) is _on_signal:
+        raise KeyboardInterrupt
+
+
+def run_reporting_failures(command: Callable[[], object]) -> None:
+    """Runs command(); a signal, a user's mistake or a lack of memory or disk exit non-zero with one line."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _on_signal)
+    try:
+        command()
+    except BaseException as err:
+        if isinstance(err, SystemExit) and not RECEIVED and err.code in (None, 0):
+            raise  # --help, --print_config
+        if os.environ.get("MNIST_LIGHTNING_DEBUG"):
+            raise
+        message = stopped_message(RECEIVED[0]) if RECEIVED else explain(err)
+        runs.discard_empty_runs()
+        if message is None:
+            raise
+        print(f"mnist-lightning: {'' if RECEIVED else 'error: '}{message}", file=sys.stderr)
+        sys.exit(128 + RECEIVED[0] if RECEIVED else 1)
+
+
+def explain(err: BaseException) -> str | None:
+    """One line for a failure the user can fix, or None for a bug (which keeps its traceback)."""
+    if isinstance(err, SystemExit):
+        return None  # the argument parser has printed its own message
+    if isinstance(err, (UserError, MisconfigurationException)):
+        return str(err).strip().splitlines()[0] if isinstance(err, MisconfigurationException) else str(err)
+    if isinstance(err, MemoryError | torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and any(s in str(err) for s in OUT_OF_MEMORY)
+    ):
+        return ("out of memory; use smaller batches (--data.batch_size, --data.eval_batch_size) "
+                "or free memory. Files written before are intact")  # fmt: skip
+    if isinstance(err, OSError) and err.errno in FIXABLE_OS_ERRORS:
+        return (f"cannot write {err.filename or 'an output file'}: {err.strerror}. Free space or choose another "
+                "place (runs: --trainer.logger.init_args.save_dir DIR); files written before are intact")  # fmt: skip
+    return None
+
+
+def stopped_message(signum: int) -> str:
+    """What a stopped command saved, and how to go on."""
+    name = signal.Signals(signum).name
+    command = COMMAND[-1] if COMMAND else "the command"
+    run = (runs.ACTIVE + runs.CLAIMED)[-1] if runs.ACTIVE or runs.CLAIMED else None
+    if command != "fit" or run is None:
+        return f"stopped by {name}: {command} did not finish; it wrote no output"
+    saved = sorted(run.glob("hpc_ckpt_*.ckpt")) + [p for p in [run / "checkpoints" / "last.ckpt"] if p.is_file()]
+    if not saved:
+        return f"stopped by {name} before the first epoch ended; nothing was saved"
+    newest = max(saved, key=lambda p: p.stat().st_mtime)
+    epochs = torch.load(newest, map_location="cpu", weights_only=True).get("epoch", 0) + 1
+    if newest.name.startswith("hpc_ckpt"):
+        return (f"stopped by {name}; SLURM's requeue checkpoint {newest} was saved in epoch {epochs}; "
+                "the requeued job resumes from it")  # fmt: skip
+    return (f"stopped by {name}; {newest} holds the {epochs} finished epoch(s). "
+            f"Resume: mnist-lightning fit -c {Path(run, 'config.yaml')} --ckpt_path {newest}")
