@@ -59,7 +59,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except MemoryError as err:
         raise UserError(f"not enough memory to read {path}") from err
     except Exception as err:  # a damaged file can break the unpickler in any way
-        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
+        if isinstance(err, pickle.UnpicklingError) and "unsupported global" in str(err).lower():
             raise UserError(
                 f"refused to load {path}: it holds objects other than tensors and plain values, "
                 "and unpickling them could run code. Only load it weights-only, or re-save it from trusted code"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import yaml
 
 from jsonargparse import Namespace
 from lightning.fabric.plugins.environments import SLURMEnvironment
@@ -81,6 +84,30 @@ class RunConfig(SaveConfigCallback):
             super().setup(trainer, pl_module, stage)
 
 
+class OneLineParser(LightningArgumentParser):
+    """LightningCLI's parser, whose errors are one line (jsonargparse prints usage and a
+    message that can span lines); a config file that is not valid YAML is named."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        message = " ".join(message.replace("<unicode string>", "the config file").split())
+        print(f"mnist-lightning: error: {message} (see {self.prog.replace(' [options]', '')} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def check_config_files(args: list[str]) -> None:
+    """UserError naming a -c/--config file that is not valid YAML (the parser would say "<unicode string>")."""
+    for flag, value in zip(args, args[1:]):
+        if flag in ("-c", "--config") and Path(value).is_file():
+            try:
+                yaml.safe_load(Path(value).read_text())
+            except yaml.YAMLError as err:
+                mark = getattr(err, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                raise UserError(f"config file {value} is not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+
+
 class MNISTTrainer(Trainer):
     """Lightning's Trainer plus `report`, so that LightningCLI offers it as a subcommand."""
 
@@ -126,6 +153,7 @@ class MNISTCLI(LightningCLI):
             MNISTClassifier,
             MNISTDataModule,
             trainer_class=MNISTTrainer,
+            parser_class=OneLineParser,
             save_config_callback=RunConfig,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={
@@ -166,6 +194,8 @@ class MNISTCLI(LightningCLI):
         """Replaced by parse_arguments: Lightning's copies the checkpoint's settings over the command line."""
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        if args is None or isinstance(args, list):
+            check_config_files(list(sys.argv[1:] if args is None else args))
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None

@@ -6,6 +6,7 @@ import fnmatch
 import glob
 import math
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -94,6 +95,12 @@ class SampledBatches:
 def _already_batched(batch: Batch) -> Batch:
     """collate_fn for TensorBatches, whose batches need no collating."""
     return batch
+
+
+@rank_zero_only
+def warn(message: str) -> None:
+    """A line on stderr for a picture or folder that is skipped, once under DDP."""
+    print(f"mnist-lightning: warning: {message}", file=sys.stderr)
 
 
 IDX_MAGIC = {"images": 2051, "labels": 2049}  # IDX: uint8 data, 3 and 1 dimensions
@@ -182,7 +189,7 @@ def _walk(root: Path) -> Iterator[Path]:
     seen_files: set[tuple[int, int]] = set()
 
     def unreadable(err: OSError) -> None:
-        rank_zero_warn(f"skipped the folder {err.filename}: {err.strerror}")
+        warn(f"skipped the folder {err.filename}: {err.strerror}")
 
     for folder, dirs, names in os.walk(root, followlinks=True, onerror=unreadable):
         stat = os.stat(folder)
@@ -228,9 +235,9 @@ def read_digits(path: str) -> tuple[TensorBatches, list[Path]]:
                 digits.append(torch.from_numpy(mnist_style(image)))
             kept.append(file)
         except MemoryError:
-            rank_zero_warn(f"skipped {file}: not enough memory to decode it")
+            warn(f"skipped {file}: not enough memory to decode it")
         except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
-            rank_zero_warn(f"skipped {file}: {err}")
+            warn(f"skipped {file}: {err}")
     if not kept:
         raise UserError(f"none of the {len(files)} file(s) under {path} could be read as a digit image")
     # The label slot carries each digit's row number in `kept`.

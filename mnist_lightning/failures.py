@@ -58,8 +58,10 @@ def explain(err: BaseException) -> str | None:
     """One line for a failure the user can fix, or None for a bug (which keeps its traceback)."""
     if isinstance(err, SystemExit):
         return None  # the argument parser has printed its own message
-    if isinstance(err, (UserError, MisconfigurationException)):
-        return str(err).strip().splitlines()[0] if isinstance(err, MisconfigurationException) else str(err)
+    if isinstance(err, UserError):
+        return str(err)
+    if isinstance(err, MisconfigurationException):  # Lightning refusing a --trainer.* setting
+        return f"{' '.join(str(err).split())} (a --trainer.* setting; see `mnist-lightning fit --help`)"
     if isinstance(err, MemoryError | torch.OutOfMemoryError) or (
         isinstance(err, RuntimeError) and any(s in str(err) for s in OUT_OF_MEMORY)
     ):
@@ -78,13 +80,12 @@ def stopped_message(signum: int) -> str:
     run = (runs.ACTIVE + runs.CLAIMED)[-1] if runs.ACTIVE or runs.CLAIMED else None
     if command != "fit" or run is None:
         return f"stopped by {name}: {command} did not finish; it wrote no output"
-    saved = sorted(run.glob("hpc_ckpt_*.ckpt")) + [p for p in [run / "checkpoints" / "last.ckpt"] if p.is_file()]
-    if not saved:
+    requeue = sorted(run.glob("hpc_ckpt_*.ckpt"))
+    if requeue:  # Lightning's SLURM handler saved it and requeued the job, which starts from it
+        return f"stopped by {name}; the requeued SLURM job resumes from {requeue[-1]}"
+    newest = run / "checkpoints" / "last.ckpt"
+    if not newest.is_file():
         return f"stopped by {name} before the first epoch ended; nothing was saved"
-    newest = max(saved, key=lambda p: p.stat().st_mtime)
     epochs = torch.load(newest, map_location="cpu", weights_only=True).get("epoch", 0) + 1
-    if newest.name.startswith("hpc_ckpt"):
-        return (f"stopped by {name}; SLURM's requeue checkpoint {newest} was saved in epoch {epochs}; "
-                "the requeued job resumes from it")  # fmt: skip
     return (f"stopped by {name}; {newest} holds the {epochs} finished epoch(s). "
             f"Resume: mnist-lightning fit -c {Path(run, 'config.yaml')} --ckpt_path {newest}")

@@ -230,7 +230,9 @@ class MNISTClassifier(L.LightningModule):
         row = self.sums[STAGES.index(stage)]
         totals = torch.cat((row, row.new_tensor([self.seen[stage]])))
         loss_sum, correct, images = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        self.log_dict({f"{stage}_loss": loss_sum / images, f"{stage}_acc": correct / images}, prog_bar=stage == "val")
+        # Already summed over ranks; sync_dist (a mean of equal values) tells Lightning so.
+        metrics = {f"{stage}_loss": loss_sum / images, f"{stage}_acc": correct / images}
+        self.log_dict(metrics, prog_bar=stage == "val", sync_dist=self.trainer.world_size > 1)
         row.zero_()
         self.seen[stage] = 0
 
