@@ -174,6 +174,7 @@ class MNISTCLI(LightningCLI):
                     RunCheckpoint(filename="last", enable_version_counter=False),
                     ExactSummary(max_depth=2),
                     RNGState(),
+                    runs.RunLayout(),
                 ],
             },
             # Lightning's default (True) seeds 0 anyway and warns "No seed found" in every
@@ -248,8 +249,6 @@ class MNISTCLI(LightningCLI):
         if run is not None:
             logger.init_args.save_dir, logger.init_args.name, logger.init_args.version = str(run.parent.parent), run.parent.name, run.name
             runs.ACTIVE.append(run)
-            if self.subcommand == "validate":  # beside, not into, the training's own val_* curves
-                logger.init_args.prefix = "validate"
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
@@ -15,6 +16,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from mnist_lightning.errors import UserError
 from mnist_lightning.host import tune_host
 from mnist_lightning.model import MNISTNet
+from mnist_lightning.runs import tag
 
 Batch = tuple[Tensor, Tensor]
 STAGES = ("train", "val", "test")  # the rows of MNISTClassifier.sums
@@ -56,6 +58,7 @@ class MNISTClassifier(L.LightningModule):
         self.test_confusion_matrix = torch.zeros(10, 10, dtype=torch.long)
         self.example_input_array = torch.zeros(1, 1, 28, 28)  # gives the summary its shapes
         self.resumed_from: dict | None = None  # the checkpoint's settings, while resuming
+        self.checkpoint_epoch = 0  # the last epoch the loaded checkpoint trained
 
     def __setattr__(self, name: str, value: object) -> None:
         # Lightning sets `_current_fx_name` before and after every hook it calls, ~40
@@ -153,11 +156,14 @@ class MNISTClassifier(L.LightningModule):
         data = self.trainer.datamodule.hparams if self.trainer.datamodule else {}
         settings = {**{f"model.{k}": v for k, v in self.hparams.items()}, **{f"data.{k}": v for k, v in data.items()}}
         # Keys starting with "_" are LightningCLI's bookkeeping, not settings.
-        self.logger.log_hyperparams({k: v for k, v in settings.items() if "._" not in k}, metrics)
+        # Under the tags the scalars have, so that HPARAMS links each metric to its series.
+        metrics = {tag(k): v for k, v in metrics.items()}
+        self.logger.log_hyperparams({k: v for k, v in settings.items() if "._" not in k}, metrics, self.checkpoint_epoch)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # (cli.load_checkpoint has checked the weights' names and shapes before Lightning reads the file.)
         self.resumed_from = checkpoint.get("hyper_parameters", {})
+        self.checkpoint_epoch = checkpoint.get("epoch", 0)
         if checkpoint.get("flatten") != "HWC":
             self._dense_input_to_hwc(checkpoint)
 
@@ -249,6 +255,10 @@ class MNISTClassifier(L.LightningModule):
             return optimizer
         schedule = self._one_cycle(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The learning rate into the logger, when a schedule changes it."""
+        return [LearningRateMonitor(logging_interval="step")] if self.hparams.one_cycle and self.logger else []
 
     def _one_cycle(self, optimizer: torch.optim.Optimizer) -> OneCycleLR:
         return OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.trainer.estimated_stepping_batches)

@@ -18,13 +18,15 @@ from mnist_lightning import plots
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.files import write_text
 from mnist_lightning.module import MNISTClassifier
+from mnist_lightning.runs import metric
 
 
 def scalar_events(run_dir: Path) -> dict[str, list]:
-    """Every scalar series of a run as tensorboard's own reader gives it: events with step, wall_time, value."""
+    """Every scalar series of a run as tensorboard's own reader gives it (events with step,
+    wall_time, value), under the module's metric names (val_acc, not accuracy/val)."""
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    return {tag: events.Scalars(tag) for tag in events.Tags()["scalars"]}
+    return {metric(tag): events.Scalars(tag) for tag in events.Tags()["scalars"]}
 
 
 def run_scalars(run_dir: Path) -> dict[str, list[float]]:

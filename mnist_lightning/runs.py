@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import time
 from pathlib import Path
 
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -17,6 +19,41 @@ CLAIMED: list[Path] = []
 ACTIVE: list[Path] = []  # the existing run a command continues (resume) or adds results to
 
 
+# The module's metric names and their TensorBoard tags: grouped by quantity, so that
+# TensorBoard shows a "loss" and an "accuracy" section, with a card per stage.
+METRIC = re.compile(r"(train|val|validate|test)_(loss|acc)(_step)?")
+QUANTITY = {"loss": "loss", "acc": "accuracy"}
+
+
+def tag(metric: str) -> str:
+    """train_loss -> loss/train, val_acc -> accuracy/val, train_loss_step -> loss/train_step, lr-Adam -> learning_rate."""
+    match = METRIC.fullmatch(metric)
+    if match:
+        stage, quantity, step = match.groups()
+        return f"{QUANTITY[quantity]}/{stage}{step or ''}"
+    return "learning_rate" if metric.startswith("lr-") else metric
+
+
+def metric(tag_: str) -> str:
+    """The inverse of `tag`."""
+    quantity, _, stage = tag_.partition("/")
+    short = {v: k for k, v in QUANTITY.items()}.get(quantity)
+    if short and stage:
+        return f"{stage.removesuffix('_step')}_{short}{'_step' if stage.endswith('_step') else ''}"
+    return tag_
+
+
+# TensorBoard's custom-scalars layout: train, validation and test on one chart each.
+LAYOUT = {
+    "MNIST": {
+        "loss (per epoch)": ["Multiline", ["^loss/(train|val|validate|test)$"]],
+        "accuracy (per epoch)": ["Multiline", ["^accuracy/(train|val|validate|test)$"]],
+        "training loss (per step)": ["Multiline", ["^loss/train_step$"]],
+        "learning rate (per step)": ["Multiline", ["^learning_rate$"]],
+    }
+}
+
+
 class RunLogger(TensorBoardLogger):
     """TensorBoard's logger, with each new run in `<save_dir>/<name>/<start time>`.
 
@@ -24,7 +61,26 @@ class RunLogger(TensorBoardLogger):
     The directory is claimed with one mkdir, which only one process can win: two runs
     started in the same second get `..._2`, never the same folder. Under DDP only rank 0
     claims; Lightning sends rank 0's directory to the other ranks.
+
+    Metrics are grouped by quantity (`tag`); per-epoch metrics are plotted against the
+    epoch instead of the step, and the `epoch` series Lightning adds is left out.
     """
+
+    evaluated_epoch: int | None = None  # set by RunLayout for `validate` and `test`
+    validating = False  # `validate`: its val_* series go beside, not into, the training's
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        epoch = metrics.pop("epoch", None)
+        if self.validating:
+            metrics = {k.replace("val_", "validate_", 1) if k.startswith("val_") else k: v for k, v in metrics.items()}
+        if epoch is not None and any(METRIC.fullmatch(k) and not k.endswith("_step") for k in metrics):
+            step = int(epoch) if self.evaluated_epoch is None else self.evaluated_epoch
+        super().log_metrics({tag(k): v for k, v in metrics.items()}, step)
+
+    @rank_zero_only
+    def add_layout(self) -> None:
+        self.experiment.add_custom_scalars(LAYOUT)
 
     def _get_next_version(self) -> str:  # type: ignore[override]  # a name, not a number
         stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -41,6 +97,22 @@ class RunLogger(TensorBoardLogger):
             CLAIMED.append(run)
             return run.name
         raise AssertionError("unreachable")
+
+
+class RunLayout(Callback):
+    """Writes RunLogger's custom-scalars layout when a run starts (not again when it
+    resumes), and puts the results of `validate` and `test` at the epoch of their checkpoint."""
+
+    def on_fit_start(self, trainer: Trainer, pl_module: object) -> None:
+        if trainer.global_step == 0 and isinstance(trainer.logger, RunLogger):
+            trainer.logger.add_layout()
+
+    def on_validation_start(self, trainer: Trainer, pl_module: object) -> None:
+        if not trainer.state.fn == "fit" and isinstance(trainer.logger, RunLogger):
+            trainer.logger.evaluated_epoch = getattr(pl_module, "checkpoint_epoch", 0)
+            trainer.logger.validating = trainer.state.fn == "validate"
+
+    on_test_start = on_validation_start
 
 
 def run_of_checkpoint(ckpt_path: str | Path) -> Path | None:

@@ -99,8 +99,8 @@ def test_two_process_ddp_matches_one_process_evaluation(synthetic_mnist, tmp_pat
     validate = cli("validate", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), *QUIET, cwd=tmp_path)
     assert validate.returncode == 0, validate.stderr[-3000:]
     single = run_scalars(only_run(tmp_path))  # validate adds its results to the same run
-    assert ddp_scalars["val_acc"][-1] == single["validate-val_acc"][0]
-    assert ddp_scalars["val_loss"][-1] == pytest.approx(single["validate-val_loss"][0], rel=1e-5)
+    assert ddp_scalars["val_acc"][-1] == single["validate_acc"][0]
+    assert ddp_scalars["val_loss"][-1] == pytest.approx(single["validate_loss"][0], rel=1e-5)
 
 
 def test_lightning_picks_up_slurm_from_its_variables(monkeypatch, tmp_path):
