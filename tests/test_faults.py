@@ -18,9 +18,16 @@ def scratch(tmp_path_factory) -> Scratch:
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.group}: {c.name}" for c in CASES])
 def test_fault(case, scratch):
+    """Each case asserts its own outcome while it runs; the row it returns is what README shows."""
     row = case.run(scratch)
     if row.survived == "skipped":
         pytest.skip(row.command)
+    assert "Traceback" not in row.says
+    if row.exit == 0:  # the input was handled: the work was done
+        assert row.says.startswith("(") or "warning" in row.says or "Resuming" in row.says or "No training curves" in row.says
+    else:  # it was refused or stopped: one line from the CLI saying why
+        assert row.says.startswith(("mnist-lightning: error:", "mnist-lightning: stopped by")), row.says
+        assert row.exit in (1, 2, 128 + 2, 128 + 15)
 
 
 def test_unreadable_folder_is_named_and_skipped(tmp_path, monkeypatch, capsys):
