@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import sys
 import warnings
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import yaml
@@ -27,7 +30,11 @@ from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.predict import CSVPredictionWriter
 
 log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
-lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+
+
+DESCRIPTION = """Train the MNIST digit classifier of the Keras notebook (two convolutions, 225,034
+parameters) with PyTorch Lightning; every fit is a run folder under runs/mnist/ that
+TensorBoard shows. Evaluate its checkpoints, write a report, classify your own pictures."""
 
 
 class ExactSummary(ModelSummary):
@@ -45,20 +52,6 @@ class ExactSummary(ModelSummary):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Precision .*-mixed is not supported by the model summary")
             super().on_fit_start(trainer, pl_module)
-
-
-class QuietLightning(logging.Filter):
-    """Drops two of Lightning's info lines that tell a user of this CLI nothing: that the
-    Trainer has a summary callback (ExactSummary, ours) and an advertisement for a
-    cloud logger. Matched by their first words, so anything else Lightning says shows."""
-
-    NOISE = ("Trainer already configured with model summary callbacks", "💡 Tip: For seamless cloud logging")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.NOISE)
-
-
-_QUIET = QuietLightning()  # one instance, so that adding it again is a no-op
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -108,12 +101,30 @@ def check_config_files(args: list[str]) -> None:
                 raise UserError(f"config file {value} is not valid YAML{where}: {getattr(err, 'problem', err)}") from err
 
 
+def _described(method: Callable, summary: str) -> Callable:
+    """`method` under a one-line summary for the subcommand list; its arguments and their
+    descriptions stay Lightning's (the signature is read through __wrapped__)."""
+
+    @functools.wraps(method)
+    def subcommand(self: Trainer, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **kwargs)
+
+    subcommand.__doc__ = f"{summary}\n\n{inspect.cleandoc(method.__doc__ or '')}"
+    return subcommand
+
+
 class MNISTTrainer(Trainer):
-    """Lightning's Trainer plus `report`, so that LightningCLI offers it as a subcommand."""
+    """How to train and evaluate (Lightning's Trainer settings)."""
+
+    # Lightning's docstrings are written for Python callers; the CLI lists these first lines.
+    fit = _described(Trainer.fit, "Train the network, or resume a run with --ckpt_path.")
+    validate = _described(Trainer.validate, "Evaluate a checkpoint on the validation split.")
+    test = _described(Trainer.test, "Evaluate a checkpoint on the MNIST test set.")
+    predict = _described(Trainer.predict, "Classify your own pictures (or the test set) into a CSV file.")
 
     def report(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
                output_dir: str | None = None) -> None:  # fmt: skip
-        """Evaluate a checkpoint on the test set and write metrics.json and figures.
+        """Evaluate a checkpoint on the test set and write metrics, a confusion matrix and curves.
 
         Args:
             ckpt_path: the checkpoint; model and data settings are read from it.
@@ -144,7 +155,6 @@ class MNISTCLI(LightningCLI):
         # The progress bar redraws every 25 steps, ~2 times a second on this CPU
         # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it).
         os.environ.setdefault("TQDM_MINITERS", "25")
-        lightning_info.addFilter(_QUIET)
         # Lightning 2.6 builds torch's deprecated LeafSpec in every CombinedLoader, which
         # torch 2.15 warns about once a run: nothing a user can act on.
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
@@ -180,6 +190,9 @@ class MNISTCLI(LightningCLI):
             # Lightning's default (True) seeds 0 anyway and warns "No seed found" in every
             # command without a seed, evaluations included; configs/ set their own.
             seed_everything_default=0,
+            # The module builds its own optimizer and schedule (--model.lr, --model.one_cycle).
+            auto_configure_optimizers=False,
+            parser_kwargs={"description": DESCRIPTION},
             args=args,
             run=run,
         )

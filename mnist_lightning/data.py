@@ -245,7 +245,9 @@ def read_digits(path: str) -> tuple[TensorBatches, list[Path]]:
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """MNIST split as the notebook's Keras `validation_split`: validation is the last
+    """The data: MNIST, or your own pictures for predict.
+
+    Split as the notebook's Keras `validation_split`: validation is the last
     `val_split` of the official training set, the test set is only used by `test`.
     `predict` runs on `predict_path` (an image file, a directory or a glob), or on
     the test set when it is not given.
@@ -254,6 +256,16 @@ class MNISTDataModule(L.LightningDataModule):
     device (`on_after_batch_transfer`): 4x fewer bytes to move, and one multiply
     both converts and scales. `num_workers` serves the evaluation and
     prediction loaders; training batches are gathered in this process (SampledBatches).
+
+    Args:
+        data_dir: Folder holding MNIST/raw/ (torchvision's layout); downloaded there if missing.
+        batch_size: Training batch size; 128 in the notebook.
+        eval_batch_size: Batch size of validation, test and predict.
+        val_split: Share of the training set held out for validation, its last images.
+        standardize: Subtract MNIST's mean and divide by its deviation after scaling by 1/255.
+        download: Download missing MNIST files; false refuses instead.
+        num_workers: Loader processes for evaluation and predict; 0 loads in the main process.
+        predict_path: Pictures for predict: a file, a folder or a glob; default the MNIST test set.
     """
 
     def __init__(

@@ -20,11 +20,11 @@ DIGITS = [str(d) for d in range(10)]
 
 def confusion_figure(cm: np.ndarray) -> Figure:
     """Counts, and rows normalized to recall, side by side (rows: true digit)."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.2))
     rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     for ax, data, fmt, title in ((axes[0], cm, "d", "counts"), (axes[1], rows, ".2f", "row-normalized (recall)")):
         sns.heatmap(data, annot=True, fmt=fmt, cmap="Blues", cbar=False, square=True, ax=ax,
-                    xticklabels=DIGITS, yticklabels=DIGITS, annot_kws={"size": 7})  # fmt: skip
+                    xticklabels=DIGITS, yticklabels=DIGITS, annot_kws={"size": 10})  # fmt: skip
         ax.set(xlabel="predicted digit", ylabel="true digit", title=f"Confusion matrix, {title}")
     fig.tight_layout()
     return fig

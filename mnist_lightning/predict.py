@@ -18,9 +18,12 @@ from mnist_lightning.files import write_text
 
 
 class CSVPredictionWriter(BasePredictionWriter):
-    """One row per image: what identifies it (path, or test index and label), prediction, confidence.
+    """Where predict writes its table.
 
-    Set the file with --prediction_writer.output; it is replaced atomically.
+    One row per image: its path (or test index and label), prediction, confidence.
+
+    Args:
+        output: The CSV file; replaced atomically, an older file stays intact on failure.
     """
 
     def __init__(self, output: str = "predictions.csv") -> None:

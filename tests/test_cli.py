@@ -12,7 +12,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_lightning import cli as cli_module
 from mnist_lightning.checkpoint import load_checkpoint
-from mnist_lightning.cli import MNISTCLI, ExactSummary, QuietLightning
+from mnist_lightning.cli import MNISTCLI, ExactSummary
+from mnist_lightning.quiet import QuietLightning
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.predict import CSVPredictionWriter

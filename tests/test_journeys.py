@@ -1,0 +1,169 @@
+"""The three journeys as a user takes them: train and resume one run, look at it in a real
+TensorBoard server, evaluate its checkpoints; plus the help and the Python classes."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CONFIG, cli, only_run
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def journey(synthetic_mnist, tmp_path_factory):
+    """fit, resume, validate, test, report, predict: each command's result, in one folder."""
+    data_dir, arrays = synthetic_mnist
+    cwd = tmp_path_factory.mktemp("journey")
+    pictures = cwd / "pictures"
+    pictures.mkdir()
+    for i in range(3):
+        Image.fromarray(arrays["t10k-images-idx3-ubyte"][i]).save(pictures / f"digit{i}.png")
+    data = ["--data.data_dir", str(data_dir), "--data.batch_size", "32"]
+    results = {"fit": cli("fit", "-c", str(CONFIG), *data, "--trainer.max_epochs", "2", cwd=cwd)}
+    run = only_run(cwd)
+    last, steps = run / "checkpoints" / "last.ckpt", ["--trainer.log_every_n_steps", "5"]
+    results["resume"] = cli("fit", "--ckpt_path", str(last), "--trainer.max_epochs", "3", *steps, cwd=cwd)
+    best = next((run / "checkpoints").glob("epoch*.ckpt"))
+    results["validate"] = cli("validate", "--ckpt_path", str(best), cwd=cwd)
+    results["test"] = cli("test", "--ckpt_path", str(best), cwd=cwd)
+    results["report"] = cli("report", "--ckpt_path", str(best), cwd=cwd)
+    results["predict"] = cli("predict", "--ckpt_path", str(best), "--data.predict_path", str(pictures), cwd=cwd)
+    return cwd, run, results
+
+
+@pytest.mark.parametrize("command", ["fit", "resume", "validate", "test", "report", "predict"])
+def test_each_command_succeeds_without_a_warning(journey, command):
+    _, _, results = journey
+    result = results[command]
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if re.search(r"warn", line, re.I)]
+    assert warnings == []
+
+
+def test_the_journey_is_one_run(journey):
+    cwd, run, results = journey
+    assert only_run(cwd) == run  # resume and evaluations added no run
+    assert (run / "report" / "metrics.json").is_file()
+    assert len((cwd / "predictions.csv").read_text().splitlines()) == 1 + 3
+    assert "Resuming" not in results["resume"].stdout  # nothing changed: no new settings to announce
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = response.read()
+    return json.loads(body) if response.headers.get_content_type() == "application/json" else body
+
+
+@pytest.fixture(scope="module")
+def tensorboard(journey):
+    """The real `tensorboard` server over the journey's runs/, on a free localhost port."""
+    cwd, _, _ = journey
+    port = _free_port()
+    tensorboard = Path(sys.executable).with_name("tensorboard")
+    server = subprocess.Popen([str(tensorboard), "--logdir", str(cwd / "runs"), "--host", "127.0.0.1", "--port", str(port),
+                               "--reload_interval", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # up once it serves the runs, with the test's images loaded
+            try:
+                if _get(f"{url}/data/plugin/images/tags"):
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "tensorboard did not come up"
+            time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_tensorboard_shows_one_run_with_train_and_val_curves_on_one_chart(tensorboard, journey):
+    _, run, _ = journey
+    assert _get(f"{tensorboard}/data/runs") == [f"mnist/{run.name}"]
+    charts = {
+        chart["title"]: chart["multiline"]["tag"]
+        for category in _get(f"{tensorboard}/data/plugin/custom_scalars/layout")["category"]
+        for chart in category["chart"]
+    }
+    for quantity in ("loss", "accuracy"):
+        (pattern,) = charts[f"{quantity} (per epoch)"]
+        assert re.match(pattern, f"{quantity}/train") and re.match(pattern, f"{quantity}/val")
+    tags = _get(f"{tensorboard}/data/plugin/scalars/tags")[f"mnist/{run.name}"]
+    for tag in ("loss/train", "loss/val", "accuracy/train", "accuracy/val", "loss/test", "accuracy/test"):
+        assert tag in tags
+    assert "epoch" not in tags
+
+
+def test_curves_continue_across_the_resume_by_epoch(tensorboard, journey):
+    _, run, _ = journey
+    query = f"run=mnist/{run.name}&tag=accuracy/val&format=json"
+    points = _get(f"{tensorboard}/data/plugin/scalars/scalars?{query}")
+    assert [step for _, step, _ in points] == [0, 1, 2]  # two epochs, then the resumed third, in one series
+
+
+def test_tensorboard_shows_the_test_results_and_confusion_matrix_in_the_run(tensorboard, journey):
+    _, run, _ = journey
+    images = _get(f"{tensorboard}/data/plugin/images/tags")[f"mnist/{run.name}"]
+    assert "test_confusion_matrix" in images
+    query = f"run=mnist/{run.name}&tag=test_confusion_matrix&sample=0"
+    (image,) = _get(f"{tensorboard}/data/plugin/images/images?{query}")[-1:]
+    png = _get(f"{tensorboard}/data/plugin/images/individualImage?{image['query']}")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert min(width, height) >= 600  # legible at full size
+
+
+def test_help_says_what_the_tool_does(tmp_path):
+    result = cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "Lightning Trainer command line tool" not in result.stdout
+    assert "MNIST digit classifier" in result.stdout
+    listing = result.stdout.split("Available subcommands:")[1]
+    for command in ("fit", "validate", "test", "predict", "report"):
+        line = re.search(rf"^    {command} +(.+(?:\n {{20,}}.+)*)", listing, re.M).group(1)
+        assert " ".join(line.split()).endswith("."), line  # a whole sentence, not cut off
+
+
+def test_every_model_and_data_option_is_described(tmp_path):
+    result = cli("fit", "--help", cwd=tmp_path)
+    blocks = re.findall(r"^  (--(?:model|data)\.\w+)(.*\n(?: {20,}.*\n)*)", result.stdout, re.M)
+    assert len(blocks) >= 15
+    for option, block in blocks:
+        described = re.sub(r"\{.*?\}|\S*[A-Z_]{2,}\S*", "", block.split("(type:")[0])  # without metavars
+        assert re.search(r"[a-z]{3,}", described), f"{option} has no description: {block}"
+    titles = re.findall(r"^(\S.*):$", result.stdout, re.M)
+    assert all(len(title) < 80 for title in titles), titles
+
+
+def test_python_users_get_the_classes_and_no_cloud_tips(synthetic_mnist, tmp_path):
+    data_dir, _ = synthetic_mnist
+    script = f"""
+import lightning as L
+from mnist_lightning import MNISTClassifier, MNISTDataModule, MNISTNet
+assert sum(p.numel() for p in MNISTNet().parameters()) == 225_034
+trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, enable_progress_bar=False)
+trainer.fit(MNISTClassifier(), MNISTDataModule({str(data_dir)!r}, batch_size=32))
+print("val_acc", float(trainer.callback_metrics["val_acc"]))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val_acc" in result.stdout
+    assert "Tip:" not in result.stdout + result.stderr
+    assert 0 <= float(result.stdout.split("val_acc")[1]) <= 1 and np.isfinite(float(result.stdout.split("val_acc")[1]))
