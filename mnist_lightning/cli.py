@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
-
 from jsonargparse import Namespace
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import (
+    ArgsType,
+    LightningArgumentParser,
+    LightningCLI,
+    SaveConfigCallback,
+)
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mnist_lightning import failures, runs
@@ -91,7 +96,7 @@ class OneLineParser(LightningArgumentParser):
 
 def check_config_files(args: list[str]) -> None:
     """UserError naming a -c/--config file that is not valid YAML (the parser would say "<unicode string>")."""
-    for flag, value in zip(args, args[1:]):
+    for flag, value in itertools.pairwise(args):
         if flag in ("-c", "--config") and Path(value).is_file():
             try:
                 yaml.safe_load(Path(value).read_text())
@@ -155,10 +160,6 @@ class MNISTCLI(LightningCLI):
         # The progress bar redraws every 25 steps, ~2 times a second on this CPU
         # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it).
         os.environ.setdefault("TQDM_MINITERS", "25")
-        # Lightning 2.6 builds torch's deprecated LeafSpec in every CombinedLoader, which
-        # torch 2.15 warns about once a run: nothing a user can act on.
-        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                                category=FutureWarning)  # fmt: skip
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,

@@ -367,13 +367,15 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TensorBatches, batch_size: int) -> DataLoader[Batch]:
         world_size = self.trainer.world_size if self.trainer else 1
+        # Under DDP each image exactly once, rank r taking images r, r + W, ...: Lightning's
+        # default for validation and test pads the ranks' shares with repeated images.
+        sampler = None  # in order: DataLoader's default sampler without shuffle
+        if world_size > 1:
+            sampler = UnrepeatedDistributedSampler(dataset, world_size, self.trainer.global_rank, shuffle=False)
         return DataLoader(
             dataset,
-            batch_size=batch_size,  # in order: DataLoader's default sampler without shuffle
-            # Under DDP each image exactly once, rank r taking images r, r + W, ...: Lightning's
-            # default for validation and test pads the ranks' shares with repeated images.
-            sampler=UnrepeatedDistributedSampler(dataset, world_size, self.trainer.global_rank, shuffle=False)
-            if world_size > 1 else None,  # fmt: skip
+            batch_size=batch_size,
+            sampler=sampler,
             collate_fn=_already_batched,
             # Its own generator: every new iterator draws a seed, and drawing it
             # from the global RNG would shift dropout's random stream in a way a

@@ -20,6 +20,8 @@ from mnist_lightning.runs import tag
 
 Batch = tuple[Tensor, Tensor]
 STAGES = ("train", "val", "test")  # the rows of MNISTClassifier.sums
+# Settings left out of TensorBoard's HPARAMS table: where and how the data is read.
+NOT_RESULTS = {"data.data_dir", "data.download", "data.num_workers", "data.eval_batch_size"}
 
 
 class MNISTClassifier(L.LightningModule):
@@ -166,10 +168,11 @@ class MNISTClassifier(L.LightningModule):
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test_")}
         data = self.trainer.datamodule.hparams if self.trainer.datamodule else {}
         settings = {**{f"model.{k}": v for k, v in self.hparams.items()}, **{f"data.{k}": v for k, v in data.items()}}
-        # Keys starting with "_" are LightningCLI's bookkeeping, not settings.
+        # Keys starting with "_" are LightningCLI's bookkeeping; the others in NOT_RESULTS change no result.
+        settings = {k: v for k, v in settings.items() if "._" not in k and k not in NOT_RESULTS}
         # Under the tags the scalars have, so that HPARAMS links each metric to its series.
         metrics = {tag(k): v for k, v in metrics.items()}
-        self.logger.log_hyperparams({k: v for k, v in settings.items() if "._" not in k}, metrics, self.checkpoint_epoch)
+        self.logger.log_hyperparams(settings, metrics, self.checkpoint_epoch)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # (cli.load_checkpoint has checked the weights' names and shapes before Lightning reads the file.)

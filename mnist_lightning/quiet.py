@@ -1,8 +1,9 @@
-"""Lightning's info lines that tell a user of this package nothing, dropped from its log."""
+"""What Lightning prints that a user of this package can neither use nor act on, left out."""
 
 from __future__ import annotations
 
 import logging
+import warnings
 
 
 class QuietLightning(logging.Filter):
@@ -20,5 +21,8 @@ _FILTER = QuietLightning()  # one instance, so that installing it again is a no-
 
 
 def install() -> None:
-    """Adds the filter to the logger Lightning's rank_zero_info writes to."""
+    """Adds the filter to the logger Lightning's rank_zero_info writes to, and a warnings filter."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_FILTER)
+    # Lightning 2.6 builds torch's deprecated LeafSpec in every CombinedLoader, which
+    # torch 2.15 warns about once a run: nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)

@@ -43,15 +43,16 @@ def metric(tag_: str) -> str:
     return tag_
 
 
-# TensorBoard's custom-scalars layout: train, validation and test on one chart each.
-LAYOUT = {
-    "MNIST": {
+def layout(learning_rate: bool) -> dict:
+    """TensorBoard's custom-scalars layout: train, validation and test on one chart each."""
+    charts = {
         "loss (per epoch)": ["Multiline", ["^loss/(train|val|validate|test)$"]],
         "accuracy (per epoch)": ["Multiline", ["^accuracy/(train|val|validate|test)$"]],
         "training loss (per step)": ["Multiline", ["^loss/train_step$"]],
-        "learning rate (per step)": ["Multiline", ["^learning_rate$"]],
     }
-}
+    if learning_rate:  # logged when a schedule changes it
+        charts["learning rate (per step)"] = ["Multiline", ["^learning_rate$"]]
+    return {"MNIST": charts}
 
 
 class RunLogger(TensorBoardLogger):
@@ -79,8 +80,8 @@ class RunLogger(TensorBoardLogger):
         super().log_metrics({tag(k): v for k, v in metrics.items()}, step)
 
     @rank_zero_only
-    def add_layout(self) -> None:
-        self.experiment.add_custom_scalars(LAYOUT)
+    def add_layout(self, learning_rate: bool) -> None:
+        self.experiment.add_custom_scalars(layout(learning_rate))
 
     def _get_next_version(self) -> str:  # type: ignore[override]  # a name, not a number
         stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -105,10 +106,10 @@ class RunLayout(Callback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: object) -> None:
         if trainer.global_step == 0 and isinstance(trainer.logger, RunLogger):
-            trainer.logger.add_layout()
+            trainer.logger.add_layout(learning_rate=bool(trainer.lr_scheduler_configs))
 
     def on_validation_start(self, trainer: Trainer, pl_module: object) -> None:
-        if not trainer.state.fn == "fit" and isinstance(trainer.logger, RunLogger):
+        if trainer.state.fn != "fit" and isinstance(trainer.logger, RunLogger):
             trainer.logger.evaluated_epoch = getattr(pl_module, "checkpoint_epoch", 0)
             trainer.logger.validating = trainer.state.fn == "validate"
 

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import synthetic_digits, write_idx, write_mnist  # noqa: E402
+from conftest import synthetic_digits, write_idx, write_mnist
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -276,28 +276,19 @@ for _kind, _value in (("NaN", float("nan")), ("infinite", float("inf"))):
         return refused(s, _test(path), 1, "not finite floating-point", "net.0.weight")
 
 
-@case("checkpoint", "integer weights")
-def _(s: Scratch) -> Row:
-    path = s.checkpoint("int.ckpt", lambda c: c["state_dict"].update({"net.10.bias": torch.zeros(10, dtype=torch.long)}))
-    return refused(s, _test(path), 1, "not finite floating-point", "net.10.bias")
-
-
-@case("checkpoint", "data settings with an unknown key")
-def _(s: Scratch) -> Row:
-    path = s.checkpoint("key.ckpt", lambda c: c["datamodule_hyper_parameters"].update({"colour": "red"}))
-    return refused(s, _test(path), 1, "saved settings do not fit", "colour")
-
-
-@case("checkpoint", "data settings of a wrong type")
-def _(s: Scratch) -> Row:
-    path = s.checkpoint("type.ckpt", lambda c: c["datamodule_hyper_parameters"].update({"batch_size": "many"}))
-    return refused(s, _test(path), 1, "saved settings do not fit", "batch_size")
-
-
-@case("checkpoint", "model settings of a wrong type")
-def _(s: Scratch) -> Row:
-    path = s.checkpoint("lr.ckpt", lambda c: c["hyper_parameters"].update({"lr": "fast"}))
-    return refused(s, _test(path), 1, "saved settings do not fit", "lr")
+# (case, file name, the edit of a good checkpoint, what the one line must say)
+EDITED_CHECKPOINTS = [
+    ("integer weights", "int.ckpt", lambda c: c["state_dict"].update({"net.10.bias": torch.zeros(10, dtype=torch.long)}),
+     ("not finite floating-point", "net.10.bias")),
+    ("data settings with an unknown key", "key.ckpt", lambda c: c["datamodule_hyper_parameters"].update({"colour": "red"}),
+     ("saved settings do not fit", "colour")),
+    ("data settings of a wrong type", "type.ckpt",
+     lambda c: c["datamodule_hyper_parameters"].update({"batch_size": "many"}), ("saved settings do not fit", "batch_size")),
+    ("model settings of a wrong type", "lr.ckpt", lambda c: c["hyper_parameters"].update({"lr": "fast"}),
+     ("saved settings do not fit", "lr")),
+]  # fmt: skip
+for _name, _file, _edit, _said in EDITED_CHECKPOINTS:
+    case("checkpoint", _name)(lambda s, f=_file, e=_edit, sd=_said: refused(s, _test(s.checkpoint(f, e)), 1, *sd))
 
 
 @case("checkpoint", "a torch file that is not a checkpoint")
@@ -351,46 +342,25 @@ def _(s: Scratch) -> Row:
 
 @case("data", "fewer labels than images")
 def _(s: Scratch) -> Row:
-    labels = lambda f: write_idx(f.with_name("train-labels-idx1-ubyte"), np.zeros(7, np.uint8))  # noqa: E731
+    labels = lambda f: write_idx(f.with_name("train-labels-idx1-ubyte"), np.zeros(7, np.uint8))
     return _damaged(s, "count", labels, "labels")
 
 
 # --- settings
 
 
-@case("settings", "an unknown option")
-def _(s: Scratch) -> Row:
-    return refused(s, s.fit_args("--data.batch_sise", "64"), 2, "batch_sise")
-
-
-@case("settings", "a wrong type")
-def _(s: Scratch) -> Row:
-    return refused(s, s.fit_args("--data.batch_size", "many"), 2, "batch_size")
-
-
-@case("settings", "batch size 0")
-def _(s: Scratch) -> Row:
-    return refused(s, s.fit_args("--data.batch_size", "0"), 1, "batch sizes must be at least 1")
-
-
-@case("settings", "negative learning rate")
-def _(s: Scratch) -> Row:
-    return refused(s, s.fit_args("--model.lr", "-0.1"), 1, "need lr > 0")
-
-
-@case("settings", "val_split 1.5")
-def _(s: Scratch) -> Row:
-    return refused(s, s.fit_args("--data.val_split", "1.5"), 1, "val_split must lie strictly between 0 and 1")
-
-
-@case("settings", "val_split so small that no image is left for validation")
-def _(s: Scratch) -> Row:
-    return refused(s, s.fit_args("--data.val_split", "0.001"), 1, "leaves 0 for validation")
-
-
-@case("settings", "--trainer.max_epochs -2")
-def _(s: Scratch) -> Row:
-    return refused(s, s.fit_args("--trainer.max_epochs", "-2"), 1, "max_epochs")
+# (case, fit options, exit status, what the one line must say)
+REFUSED_SETTINGS = [
+    ("an unknown option", ["--data.batch_sise", "64"], 2, "batch_sise"),
+    ("a wrong type", ["--data.batch_size", "many"], 2, "batch_size"),
+    ("batch size 0", ["--data.batch_size", "0"], 1, "batch sizes must be at least 1"),
+    ("negative learning rate", ["--model.lr", "-0.1"], 1, "need lr > 0"),
+    ("val_split 1.5", ["--data.val_split", "1.5"], 1, "val_split must lie strictly between 0 and 1"),
+    ("val_split so small that no image is left for validation", ["--data.val_split", "0.001"], 1, "leaves 0 for validation"),
+    ("--trainer.max_epochs -2", ["--trainer.max_epochs", "-2"], 1, "max_epochs"),
+]
+for _name, _options, _status, _said in REFUSED_SETTINGS:
+    case("settings", _name)(lambda s, o=_options, st=_status, sd=_said: refused(s, s.fit_args(*o), st, sd))
 
 
 @case("settings", "--trainer.accelerator gpu without a GPU")
@@ -488,7 +458,7 @@ def _(s: Scratch) -> Row:
 def _tmpfs(s: Scratch, name: str, size: str) -> Path | None:
     """A small RAM file system: a real full disk. None where mounting is not allowed."""
     path = s.folder(name)
-    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True).returncode == 0
+    ok = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=False, capture_output=True).returncode == 0
     return path if ok else None
 
 
@@ -602,7 +572,7 @@ def _warning(result: subprocess.CompletedProcess[str], name: str) -> str:
 def _(s: Scratch) -> Row:
     folder = s.folder("junk")
     shutil.copytree(s.pictures(), folder, dirs_exist_ok=True)
-    (folder / "broken.png").write_bytes((s.pictures() / sorted(os.listdir(s.pictures()))[0]).read_bytes()[:60])
+    (folder / "broken.png").write_bytes((s.pictures() / min(os.listdir(s.pictures()))).read_bytes()[:60])
     (folder / "notes.txt").write_text("hello")
     result, rows = _predict(s, str(folder))
     assert result.returncode == 0 and len(rows) == 6, result.stderr[-2000:]
@@ -903,7 +873,7 @@ def main() -> None:
         for i, c in enumerate(chosen, 1):
             try:
                 row = c.run(scratch)
-            except Exception as err:  # the table shows a failing case instead of stopping
+            except Exception as err:  # noqa: BLE001  # the table shows a failing case instead of stopping
                 row = Row("", -1, "", f"**FAILED**: {type(err).__name__}: {' '.join(str(err).split())[:300]}")
             cells = [str(i), f"{c.group}: {c.name}", f"`{row.command}`", row.says.replace("|", "\\|"), str(row.exit), row.survived]
             print("| " + " | ".join(cells) + " |", flush=True)

@@ -40,7 +40,7 @@ def mnist_lightning(workdir: Path, *args: str) -> Path:
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-20:])
         sys.exit(f"time_to_accuracy: `mnist-lightning {' '.join(args)}` failed (exit {result.returncode}):\n{tail}")
-    return sorted(workdir.glob("runs/mnist/*"))[-1]  # run names sort by start time; `test` adds to its checkpoint's run
+    return max(workdir.glob("runs/mnist/*"))  # run names sort by start time; `test` adds to its checkpoint's run
 
 
 def seconds_per_epoch(run: Path) -> float | None:

@@ -13,10 +13,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mnist_lightning import cli as cli_module
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.cli import MNISTCLI, ExactSummary
-from mnist_lightning.quiet import QuietLightning
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.predict import CSVPredictionWriter
+from mnist_lightning.quiet import QuietLightning
 from mnist_lightning.report import run_scalars as scalars
 from mnist_lightning.report import scalar_events
 

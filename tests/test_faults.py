@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from fault_table import CASES, Scratch  # noqa: E402
+from fault_table import CASES, Scratch
 
 
 @pytest.fixture(scope="module")
