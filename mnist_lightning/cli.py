@@ -31,6 +31,7 @@ from mnist_lightning.callbacks import RNGState
 from mnist_lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
+from mnist_lightning.host import tune_host
 from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.predict import CSVPredictionWriter
 
@@ -160,6 +161,7 @@ class MNISTCLI(LightningCLI):
         # The progress bar redraws every 25 steps, ~2 times a second on this CPU
         # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it).
         os.environ.setdefault("TQDM_MINITERS", "25")
+        tune_host()  # the process-wide CPU settings; the classes alone leave the process as it is
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,

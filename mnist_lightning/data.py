@@ -38,9 +38,9 @@ Batch = tuple[Tensor, Tensor]
 class TensorBatches(Dataset[Batch]):
     """Images and labels held as tensors; `__getitems__` gathers a whole batch at once.
 
-    torchvision's MNIST turns every sample into a PIL image and back (~120 us per
-    image here, half an epoch of compute); one gather per batch costs about as
-    much as a single one of those conversions.
+    torchvision's MNIST turns every sample into a PIL image and back, which took half
+    an epoch of compute; one gather per batch costs about as much as one of those
+    conversions (docs/speed.md).
     """
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
@@ -54,15 +54,14 @@ class TensorBatches(Dataset[Batch]):
         return self.images[index], self.labels[index]
 
     def __getitems__(self, indices: list[int]) -> Batch:
-        # The indices go through numpy: torch.tensor inspects each Python int,
-        # which made the whole call take 25 instead of 9 us.
+        # The indices go through numpy: torch.tensor inspects each Python int, ~3x slower.
         return self.gather(torch.from_numpy(np.array(indices, dtype=np.int64)))
 
     def gather(self, index: Tensor) -> Batch:
         """The items at `index` as one batch.
 
         index_select copies whole rows; `images[index]` copies byte by byte through
-        advanced indexing (42 instead of 9 us a batch of 128, alone on the CPU).
+        advanced indexing, ~4x slower.
         """
         return self.images.index_select(0, index), self.labels.index_select(0, index)
 
@@ -71,10 +70,9 @@ class SampledBatches:
     """Batches in a sampler's order, each one `TensorBatches.gather`: the training loader.
 
     Lightning takes any sized iterable as a dataloader, and calls `set_epoch` on its
-    `sampler`. A DataLoader around the same gather cost ~100 us more a training step
-    (its per-batch profiler record, a Python loop listing the 128 indices, fetcher
-    and collate), 0.5% of an epoch, timed inside running fits. Workers could only
-    add copying between processes to a gather that takes microseconds.
+    `sampler`. A DataLoader around the same gather adds a Python loop over the indices,
+    a fetcher and a collate to every step (0.5% of an epoch, docs/speed.md); workers
+    could only add copying between processes to a gather that takes microseconds.
     """
 
     def __init__(self, dataset: TensorBatches, batch_size: int, sampler: Sampler[int]) -> None:
@@ -403,5 +401,5 @@ class MNISTDataModule(L.LightningDataModule):
             return batch
         images, labels = batch
         scaled = images.mul(self.scale)  # uint8 * float scalar gives float32
-        # Adding a zero shift would be a second pass over the batch (6.5 us more, timed alone).
+        # Adding a zero shift would be a second pass over the batch.
         return (scaled.add_(self.shift) if self.shift else scaled), labels

@@ -1,4 +1,8 @@
-"""Process-wide CPU settings that make training faster without changing what it computes."""
+"""Process-wide CPU settings that make training faster without changing what it computes.
+
+`mnist-lightning` applies them at start; from Python, call `tune_host()` to have them
+(see docs/speed.md for what each buys).
+"""
 
 from __future__ import annotations
 

@@ -12,21 +12,17 @@ class MNISTNet(nn.Sequential):
     """Keras: Conv2D(32, 3, relu) -> MaxPool2D(2) -> Conv2D(64, 3, relu) -> MaxPool2D(2)
     -> Flatten -> Dense(128, relu) -> Dropout(0.5) -> Dense(10, softmax).
 
-    Three deliberate differences in form, none in function:
+    Three deliberate differences in form, none in function (what each buys: docs/speed.md):
     - Each max-pool comes *before* its ReLU. ReLU is monotone, so
       max(relu(a), relu(b)) == relu(max(a, b)), and the gradients match too; ReLU
-      and its backward then touch 4x fewer values (about 9 ms less per batch of
-      128 on our 2-core CPU, measured by scripts/benchmark.py).
+      and its backward then touch 4x fewer values.
     - It skips the image's last two rows and columns, which cannot reach the
       output (see forward).
     - It returns logits: the final softmax is folded into the cross-entropy loss,
       the numerically stable form of the same thing.
     The ReLUs work in place: no backward needs what they overwrite (max-pool keeps
-    its indices, Linear its input), and reusing the buffer just written, instead of
-    a fresh one, made training steps of 128 0.3-0.4 ms shorter, timed in turns.
-    Weights and activations are channels_last: oneDNN's convolutions and max-pooling
-    are several times faster in NHWC on CPU (the NCHW max-pool forward alone took
-    4.4 ms a batch).
+    its indices, Linear its input). Weights and activations are channels_last, the
+    layout oneDNN's convolutions and max-pooling are fastest in on CPU.
     """
 
     def __init__(self, keras_init: bool = True, dropout: float = 0.5) -> None:
@@ -52,13 +48,11 @@ class MNISTNet(nn.Sequential):
         the second max-pool floors conv2's 11x11 to 5x5, dropping its last row and column,
         so the first pool's last row and column, conv1's last two and the image's last two
         never reach the output. Cutting them first gives the same values bit for bit with
-        15-17% less convolution and pooling: a training step of 128 took 17.6 instead of
-        19.7 ms, timed in turns.
+        15-17% less convolution and pooling.
         """
         seen = images[..., :SEEN, :SEEN]
         # With one channel this copy is both layouts at once, but it tells oneDNN to keep
-        # conv1's output NHWC: conv1 then runs 4x faster, and so does the zero-fill in
-        # max-pool's backward.
+        # conv1's output NHWC, where conv1 and max-pool's backward are fastest.
         return super().forward(seen.contiguous(memory_format=torch.channels_last))
 
 
@@ -66,11 +60,8 @@ class FlattenHWC(nn.Module):
     """Keras' Flatten: each image's features in (height, width, channel) order.
 
     On a channels_last batch that is the order in memory, so it is a view, and the
-    gradient comes back channels_last too. nn.Flatten's (C, H, W) order copied the
-    batch and handed ReLU's backward an NCHW gradient beside its channels_last
-    output, a slow mixed-layout path (ReLU's backward 0.58 against 0.18 ms a step,
-    torch.profiler): training steps of 128 took 0.4-0.6 ms longer, timed in turns
-    against this order.
+    gradient comes back channels_last too; nn.Flatten's (C, H, W) order copies the
+    batch and sends ReLU's backward down a slow mixed-layout path.
     """
 
     def forward(self, x: Tensor) -> Tensor:

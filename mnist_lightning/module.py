@@ -9,17 +9,17 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
-from torch import Tensor
+from torch import Tensor, nn
 from torch.optim.lr_scheduler import OneCycleLR
-from torchmetrics.classification import MulticlassConfusionMatrix
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from mnist_lightning.errors import UserError
-from mnist_lightning.host import tune_host
 from mnist_lightning.model import MNISTNet
 from mnist_lightning.runs import tag
 
 Batch = tuple[Tensor, Tensor]
-STAGES = ("train", "val", "test")  # the rows of MNISTClassifier.sums
+STAGES = ("train", "val", "test")
 # Settings left out of TensorBoard's HPARAMS table: where and how the data is read.
 NOT_RESULTS = {"data.data_dir", "data.download", "data.num_workers", "data.eval_batch_size"}
 
@@ -58,14 +58,13 @@ class MNISTClassifier(L.LightningModule):
             )
         self.save_hyperparameters()
         self.net = MNISTNet(keras_init=keras_init, dropout=dropout)
-        # Each stage's epoch totals, Keras' running metrics: loss summed over images and
-        # correct predictions (a row each for train, val, test) on the device, images
-        # seen on the host. One add a step, one reduction over DDP ranks and one log an
-        # epoch (_log_epoch). Logging every step (self.log, torchmetrics' accuracy)
-        # cost 0.21 ms more a training step and 1 ms more a validation batch: 1.1% and
-        # 0.3% of an epoch.
-        self.register_buffer("sums", torch.zeros(len(STAGES), 2), persistent=False)
-        self.seen = dict.fromkeys(STAGES, 0)
+        # Keras' epoch metrics, per stage: the mean loss and the accuracy over every image
+        # of the epoch (over every DDP process too). "disable": a NaN loss must reach the
+        # mean for the NaN check below, and the check for NaNs would cost a host sync a step.
+        self.epoch_metrics = nn.ModuleDict()
+        for stage in STAGES:
+            self.epoch_metrics[f"{stage}_loss"] = MeanMetric(nan_strategy="disable")
+            self.epoch_metrics[f"{stage}_acc"] = MulticlassAccuracy(10, average="micro", validate_args=False)
         self.test_confusion = MulticlassConfusionMatrix(10, validate_args=False)
         self.test_probabilities: list[Tensor] = []  # kept for `report`'s digit grids
         self.test_confusion_matrix = torch.zeros(10, 10, dtype=torch.long)
@@ -73,28 +72,13 @@ class MNISTClassifier(L.LightningModule):
         self.resumed_from: dict | None = None  # the checkpoint's settings, while resuming
         self.checkpoint_epoch = 0  # the last epoch the loaded checkpoint trained
 
-    def __setattr__(self, name: str, value: object) -> None:
-        # Lightning sets `_current_fx_name` before and after every hook it calls, ~40
-        # times a training step. nn.Module's __setattr__ first checks each value against
-        # Parameter, Buffer and Module, through Python-level isinstance hooks (1.5 us a
-        # call); a plain attribute needs none of that. 0.07 ms a step, 8% of what the
-        # Trainer adds to a plain loop (measured on a one-layer model).
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
 
-    def setup(self, stage: str) -> None:
-        tune_host()
-
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        # The step loss is logged only on the steps the logger writes; the epoch's, in _log_epoch.
-        images, labels = batch
-        loss = self._accumulate("train", self(images), labels)
-        if self._logger_writes(self.global_step + 1):  # this step's optimizer step not yet counted
+        loss, _ = self._step("train", batch)
+        # Logged only on the steps the logger writes: a self.log call every step costs 3% (docs/speed.md).
+        if self._logger_writes(self.global_step + 1):  # this step's optimizer step is not yet counted
             self.log("train_loss_step", loss, prog_bar=True)
         return loss
 
@@ -104,7 +88,7 @@ class MNISTClassifier(L.LightningModule):
     def on_train_batch_end(self, outputs: object, batch: Batch, batch_idx: int) -> None:
         """Stops training with a clear message once the loss is NaN or infinite.
 
-        The epoch's running loss sum turns NaN or infinite as soon as one step's loss
+        The epoch's running loss turns NaN or infinite as soon as one step's loss
         does, so the check needs no op of its own and no host sync between checks.
         It runs every `log_every_n_steps` and at the epoch's last batch, before
         validation, so that the epoch's checkpoints are never written from broken
@@ -115,7 +99,7 @@ class MNISTClassifier(L.LightningModule):
         last = batch_idx + 1 >= self.trainer.num_training_batches
         if not (last or self._logger_writes(self.global_step)):
             return
-        if not self.sums[STAGES.index("train"), 0].isfinite():
+        if not self.epoch_metrics["train_loss"].mean_value.isfinite():  # MeanMetric's running sum
             saved = self.trainer.checkpoint_callback.dirpath if self.trainer.checkpoint_callback else None
             raise UserError(
                 f"the training loss became NaN or infinite in epoch {self.current_epoch}, before step "
@@ -129,17 +113,14 @@ class MNISTClassifier(L.LightningModule):
         return steps_done % self.trainer.log_every_n_steps == 0
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        images, labels = batch
-        self._accumulate("val", self(images), labels)
+        self._step("val", batch)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        images, labels = batch
-        logits = self(images)
-        self._accumulate("test", logits, labels)
-        self.test_confusion.update(logits, labels)
+        _, logits = self._step("test", batch)
+        self.test_confusion.update(logits, batch[1])
         self.test_probabilities.append(logits.softmax(dim=1))
 
     def on_test_epoch_end(self) -> None:
@@ -178,8 +159,6 @@ class MNISTClassifier(L.LightningModule):
         # (cli.load_checkpoint has checked the weights' names and shapes before Lightning reads the file.)
         self.resumed_from = checkpoint.get("hyper_parameters", {})
         self.checkpoint_epoch = checkpoint.get("epoch", 0)
-        if checkpoint.get("flatten") != "HWC":
-            self._dense_input_to_hwc(checkpoint)
 
     def on_train_start(self) -> None:
         if self.resumed_from is not None:
@@ -213,48 +192,24 @@ class MNISTClassifier(L.LightningModule):
         if changed:
             rank_zero_info(f"Resuming with new settings: {', '.join(changed)}")
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["flatten"] = "HWC"  # see _dense_input_to_hwc
-
-    def _dense_input_to_hwc(self, checkpoint: dict) -> None:
-        """Checkpoints without the "flatten" mark come from before FlattenHWC: their dense
-        layer reads features in (C, H, W) order. Reordering its weight columns, and Adam's
-        moments of them, gives the same network in today's order, so they keep working.
-        """
-        name = "net.7.weight"
-
-        def to_hwc(t: Tensor) -> Tensor:
-            return t.unflatten(1, (64, 5, 5)).permute(0, 2, 3, 1).flatten(1).contiguous()
-
-        checkpoint["state_dict"][name] = to_hwc(checkpoint["state_dict"][name])
-        index = [n for n, _ in self.named_parameters()].index(name)
-        for optimizer in checkpoint.get("optimizer_states", []):
-            moments = optimizer["state"].get(index, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in moments:
-                    moments[key] = to_hwc(moments[key])
-
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         return self(batch[0]).softmax(dim=1)
 
-    def _accumulate(self, stage: str, logits: Tensor, labels: Tensor) -> Tensor:
-        """The batch's mean loss; its loss sum and correct predictions join the stage's epoch totals."""
-        loss = F.cross_entropy(logits, labels)
-        hits = (logits.argmax(1) == labels).sum()
-        self.sums[STAGES.index(stage)].add_(torch.stack((loss.detach() * len(labels), hits)))
-        self.seen[stage] += len(labels)
-        return loss
+    def _step(self, stage: str, batch: Batch) -> tuple[Tensor, Tensor]:
+        """The batch's mean loss and logits; its images join the stage's epoch metrics."""
+        images, labels = batch
+        logits = self(images)
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        self.epoch_metrics[f"{stage}_loss"].update(losses.detach())
+        self.epoch_metrics[f"{stage}_acc"].update(logits, labels)
+        return losses.mean(), logits
 
     def _log_epoch(self, stage: str) -> None:
-        """Logs `{stage}_loss` and `{stage}_acc` per image over the epoch and every DDP rank; totals restart."""
-        row = self.sums[STAGES.index(stage)]
-        totals = torch.cat((row, row.new_tensor([self.seen[stage]])))
-        loss_sum, correct, images = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        # Already summed over ranks; sync_dist (a mean of equal values) tells Lightning so.
-        metrics = {f"{stage}_loss": loss_sum / images, f"{stage}_acc": correct / images}
-        self.log_dict(metrics, prog_bar=stage == "val", sync_dist=self.trainer.world_size > 1)
-        row.zero_()
-        self.seen[stage] = 0
+        """Logs `{stage}_loss` and `{stage}_acc`: Lightning computes them over the epoch (and every
+        DDP process) and resets them. Logged once an epoch rather than in every step, which cost 10%
+        of a training step (docs/speed.md)."""
+        metrics = {name: self.epoch_metrics[name] for name in (f"{stage}_loss", f"{stage}_acc")}
+        self.log_dict(metrics, prog_bar=stage == "val")
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """Adam at a constant `lr` (the notebook), or with `one_cycle` a 1cycle schedule

@@ -7,7 +7,7 @@ and imports count), then `mnist-lightning test` on its best checkpoint (by val_a
 Where a run validates every epoch (configs/mnist.yaml), it also reports the median
 seconds per epoch (training + validation + checkpoints): the spacing of the val_acc
 events. Any other options go to `fit` as they are (e.g. `--trainer.plugins
-mnist_lightning.precision.NativeBF16`). Runs go to a temporary directory. Run it on
+mnist_lightning.precision.NativeBF16`). Runs go to a temporary directory (or --keep DIR). Run it on
 an otherwise idle machine.
 """
 
@@ -66,12 +66,15 @@ def main() -> None:
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "fast.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--keep", type=Path, help="keep the runs in this folder's runs/ (default: a temporary folder)")
     args, fit_options = parser.parse_known_args()
     data_dir = str(Path(args.data_dir).resolve())
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.keep.resolve() if args.keep else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
-            results.append(run_seed(args.config.resolve(), data_dir, seed, Path(tmp), fit_options))
+            results.append(run_seed(args.config.resolve(), data_dir, seed, workdir, fit_options))
             print(json.dumps(results[-1]), flush=True)
     print("\n| seed | s to checkpoint | s/epoch (median) | best checkpoint | test acc | test loss |")
     print("|---|---|---|---|---|---|")
@@ -79,6 +82,9 @@ def main() -> None:
         per_epoch = f"{r['seconds_per_epoch']:.2f}" if r["seconds_per_epoch"] else "-"
         print(f"| {r['seed']} | {r['seconds_to_checkpoint']:.1f} | {per_epoch} | {r['best_checkpoint']} "
               f"| {r['test_acc'] * 100:.2f}% | {r['test_loss']:.4f} |")
+    if len(results) > 1:
+        accuracies = [r["test_acc"] * 100 for r in results]
+        print(f"| mean ± std | | | | {statistics.mean(accuracies):.2f}% ± {statistics.stdev(accuracies):.2f} | |")
 
 
 if __name__ == "__main__":
