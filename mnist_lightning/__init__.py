@@ -7,11 +7,21 @@ The classes work with a plain Lightning Trainer as well as through `mnist-lightn
     trainer.fit(MNISTClassifier(), MNISTDataModule("data"))
 """
 
-from mnist_lightning import quiet
-from mnist_lightning.data import MNISTDataModule
-from mnist_lightning.model import MNISTNet
-from mnist_lightning.module import MNISTClassifier
+from __future__ import annotations
 
-__all__ = ["MNISTClassifier", "MNISTDataModule", "MNISTNet"]
+import importlib
+
+from mnist_lightning import quiet
+
+# Imported on first use, so that `mnist_lightning.preprocess` alone (numpy and Pillow)
+# serves a consumer of an exported model who has no PyTorch.
+_CLASSES = {"MNISTClassifier": "module", "MNISTDataModule": "data", "MNISTNet": "model"}
+__all__ = list(_CLASSES)
 
 quiet.install()
+
+
+def __getattr__(name: str) -> object:
+    if name in _CLASSES:
+        return getattr(importlib.import_module(f"mnist_lightning.{_CLASSES[name]}"), name)
+    raise AttributeError(f"module 'mnist_lightning' has no attribute {name!r}")

@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import yaml
 from jsonargparse import Namespace
@@ -148,6 +148,31 @@ class MNISTTrainer(Trainer):
                                 "Free space, or choose another folder with --output_dir DIR") from err  # fmt: skip
 
 
+    def export(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
+               output: str | None = None, format: Literal["onnx", "pt2"] = "onnx") -> None:  # fmt: skip
+        """Write a checkpoint as ONNX or a torch.export program that runs without this package.
+
+        Args:
+            ckpt_path: The checkpoint; its network and pixel scaling are exported.
+            output: The file to write; default: beside the checkpoint, named after it (.onnx or .pt2).
+            format: onnx (for ONNX Runtime and other engines) or pt2 (torch.export, for PyTorch).
+        """
+        try:  # the exporters load only here
+            from mnist_lightning.export import Probabilities, export, metadata
+        except ImportError as err:
+            raise UserError(f"export needs {err.name}: pip install -e '.[export]'") from err
+        assert ckpt_path is not None  # parse_arguments refused a missing one
+        model.load_state_dict(load_checkpoint(ckpt_path)["state_dict"])
+        path = Path(output) if output else Path(ckpt_path).with_suffix(f".{format}")
+        try:
+            export(Probabilities(model.net, datamodule.scale, datamodule.shift), path, format,
+                   metadata(ckpt_path, datamodule.scale, datamodule.shift))  # fmt: skip
+        except OSError as err:
+            raise UserError(f"cannot write {err.filename or path}: {err.strerror}. Free space, or choose another "
+                            "file with --output FILE") from err  # fmt: skip
+        print(f"Exported {ckpt_path} -> {path} ({path.stat().st_size / 1e6:.2f} MB, {format})")
+
+
 class MNISTCLI(LightningCLI):
     """Every `fit` writes its events, config and checkpoints into its own run directory,
     runs/mnist/<start time>; resuming continues it, and `validate`, `test` and `report`
@@ -202,7 +227,7 @@ class MNISTCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "report": {"model", "datamodule"}}
+        return {**LightningCLI.subcommands(), "report": {"model", "datamodule"}, "export": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
@@ -217,7 +242,7 @@ class MNISTCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path:
-            if subcommand in ("validate", "test", "predict", "report"):
+            if subcommand in ("validate", "test", "predict", "report", "export"):
                 raise UserError(needs_checkpoint(subcommand))
             return
         # Every checkpoint is checked and read weights-only first: a file that would run
@@ -251,7 +276,7 @@ class MNISTCLI(LightningCLI):
         logger = config.trainer.logger
         if not (isinstance(logger, Namespace) and logger.get("class_path") == "mnist_lightning.runs.RunLogger"):
             return  # the user's own logger, or none
-        if self.subcommand == "predict":  # predictions go to a CSV file, not into a run
+        if self.subcommand in ("predict", "export"):  # they write a file of their own, not into a run
             config.trainer.logger = False
             return
         run = runs.run_of_checkpoint(config.ckpt_path) if config.get("ckpt_path") else None

@@ -145,7 +145,7 @@ class MNISTClassifier(L.LightningModule):
         from mnist_lightning.plots import confusion_figure
 
         matrix = self.test_confusion_matrix.numpy()
-        self.logger.experiment.add_figure("test_confusion_matrix", confusion_figure(matrix), self.global_step)
+        self.logger.experiment.add_figure("test_confusion_matrix", confusion_figure(matrix), self.checkpoint_epoch)
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test_")}
         data = self.trainer.datamodule.hparams if self.trainer.datamodule else {}
         settings = {**{f"model.{k}": v for k, v in self.hparams.items()}, **{f"data.{k}": v for k, v in data.items()}}

@@ -19,35 +19,42 @@ CLAIMED: list[Path] = []
 ACTIVE: list[Path] = []  # the existing run a command continues (resume) or adds results to
 
 
-# The module's metric names and their TensorBoard tags: grouped by quantity, so that
-# TensorBoard shows a "loss" and an "accuracy" section, with a card per stage.
+# The module's metric names and their TensorBoard tags. The training curves are grouped
+# by quantity, so that TensorBoard opens on an "accuracy" and a "loss" section with a
+# card per stage; the one-point results of `test` and `validate` get sections of their own.
 METRIC = re.compile(r"(train|val|validate|test)_(loss|acc)(_step)?")
 QUANTITY = {"loss": "loss", "acc": "accuracy"}
+EVALUATIONS = ("test", "validate")
 
 
 def tag(metric: str) -> str:
-    """train_loss -> loss/train, val_acc -> accuracy/val, train_loss_step -> loss/train_step, lr-Adam -> learning_rate."""
+    """train_loss -> loss/train, val_acc -> accuracy/val, train_loss_step -> loss/train_step,
+    test_acc -> test/accuracy, lr-Adam -> learning_rate."""
     match = METRIC.fullmatch(metric)
     if match:
         stage, quantity, step = match.groups()
+        if stage in EVALUATIONS:
+            return f"{stage}/{QUANTITY[quantity]}"
         return f"{QUANTITY[quantity]}/{stage}{step or ''}"
     return "learning_rate" if metric.startswith("lr-") else metric
 
 
 def metric(tag_: str) -> str:
     """The inverse of `tag`."""
-    quantity, _, stage = tag_.partition("/")
-    short = {v: k for k, v in QUANTITY.items()}.get(quantity)
-    if short and stage:
-        return f"{stage.removesuffix('_step')}_{short}{'_step' if stage.endswith('_step') else ''}"
+    first, _, second = tag_.partition("/")
+    short = {v: k for k, v in QUANTITY.items()}
+    if first in EVALUATIONS and second in short:
+        return f"{first}_{short[second]}"
+    if first in short and second:
+        return f"{second.removesuffix('_step')}_{short[first]}{'_step' if second.endswith('_step') else ''}"
     return tag_
 
 
 def layout(learning_rate: bool) -> dict:
     """TensorBoard's custom-scalars layout: train, validation and test on one chart each."""
     charts = {
-        "loss (per epoch)": ["Multiline", ["^loss/(train|val|validate|test)$"]],
-        "accuracy (per epoch)": ["Multiline", ["^accuracy/(train|val|validate|test)$"]],
+        "loss (per epoch)": ["Multiline", ["^loss/(train|val)$", "^(validate|test)/loss$"]],
+        "accuracy (per epoch)": ["Multiline", ["^accuracy/(train|val)$", "^(validate|test)/accuracy$"]],
         "training loss (per step)": ["Multiline", ["^loss/train_step$"]],
     }
     if learning_rate:  # logged when a schedule changes it

@@ -49,9 +49,11 @@ def wait_for(url: str, server: subprocess.Popen, seconds: float = 60) -> None:
 
 def shoot(page: Page, url: str, dashboard: str, ready: str, path: Path) -> None:
     page.goto(f"{url}/#{dashboard}")
-    page.wait_for_selector(ready, timeout=60_000)
+    page.wait_for_selector(f"{ready} >> visible=true", timeout=60_000)
+    if dashboard == "timeseries":  # the settings pane, open by default, hides cards
+        page.locator("button[aria-label*='close' i] >> visible=true").first.click()
     if dashboard == "images":  # at full size, not as a thumbnail
-        page.get_by_text("Show actual image size").click()
+        page.locator("text=Show actual image size >> visible=true").first.click()
     page.wait_for_timeout(3_000)  # charts draw after their data arrives
     page.screenshot(path=str(path))
     print(f"{path}")
@@ -73,7 +75,7 @@ def main() -> None:
         wait_for(url, server)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page = browser.new_page(viewport={"width": 1760, "height": 1000})
             for name, (dashboard, ready) in VIEWS.items():
                 shoot(page, url, dashboard, ready, args.out / name)
             browser.close()
