@@ -173,6 +173,26 @@ class MNISTTrainer(Trainer):
         print(f"Exported {ckpt_path} -> {path} ({path.stat().st_size / 1e6:.2f} MB, {format})")
 
 
+    def serve(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
+              host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:  # fmt: skip
+        """Serve a checkpoint over HTTP (LitServe), with a page to draw a digit on.
+
+        Args:
+            ckpt_path: The checkpoint to serve.
+            host: The address to listen on; 0.0.0.0 for every network interface.
+            port: The port: POST /predict classifies a picture, GET / is the drawing page.
+            workers: Inference processes.
+        """
+        try:  # LitServe loads only here
+            from mnist_lightning.serve import server
+        except ImportError as err:
+            raise UserError(f"serve needs {err.name}: pip install -e '.[serve]'") from err
+        assert ckpt_path is not None  # parse_arguments refused a missing one
+        print(f"Serving {ckpt_path} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+        server(ckpt_path, workers).run(host=host, port=port, generate_client_file=False)
+        print("Server stopped", flush=True)
+
+
 class MNISTCLI(LightningCLI):
     """Every `fit` writes its events, config and checkpoints into its own run directory,
     runs/mnist/<start time>; resuming continues it, and `validate`, `test` and `report`
@@ -227,7 +247,8 @@ class MNISTCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "report": {"model", "datamodule"}, "export": {"model", "datamodule"}}
+        return {**LightningCLI.subcommands(), "report": {"model", "datamodule"}, "export": {"model", "datamodule"},
+                "serve": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
@@ -242,7 +263,7 @@ class MNISTCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path:
-            if subcommand in ("validate", "test", "predict", "report", "export"):
+            if subcommand in ("validate", "test", "predict", "report", "export", "serve"):
                 raise UserError(needs_checkpoint(subcommand))
             return
         # Every checkpoint is checked and read weights-only first: a file that would run
@@ -276,7 +297,7 @@ class MNISTCLI(LightningCLI):
         logger = config.trainer.logger
         if not (isinstance(logger, Namespace) and logger.get("class_path") == "mnist_lightning.runs.RunLogger"):
             return  # the user's own logger, or none
-        if self.subcommand in ("predict", "export"):  # they write a file of their own, not into a run
+        if self.subcommand in ("predict", "export", "serve"):  # nothing of theirs goes into a run
             config.trainer.logger = False
             return
         run = runs.run_of_checkpoint(config.ckpt_path) if config.get("ckpt_path") else None

@@ -19,6 +19,7 @@ from mnist_lightning.errors import UserError
 
 RECEIVED: list[int] = []  # the stopping signals this process received
 COMMAND: list[str] = []  # the subcommand running, once known
+_MAIN_PID = [0]  # the process that installed the handlers
 
 # Failures of the file system a user can fix: a full disk, a read-only or unwritable
 # folder, a file where a folder should be, a name too long for the file system.
@@ -28,6 +29,13 @@ OUT_OF_MEMORY = ("not enough memory", "out of memory", "can't allocate memory", 
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    if os.getpid() != _MAIN_PID[0]:
+        # A forked helper (LitServe's queue manager or a worker). Ctrl-C reaches the whole process
+        # group: the main process stops the helpers in order. SIGTERM ends a helper quietly.
+        if signum == signal.SIGTERM:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        return
     RECEIVED.append(signum)
     # While a Trainer runs, Lightning calls this among its own SIGTERM handlers and stops
     # the loops itself at the next batch; otherwise stop here.
@@ -37,6 +45,7 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def run_reporting_failures(command: Callable[[], object]) -> None:
     """Runs command(); a signal, a user's mistake or a lack of memory or disk exit non-zero with one line."""
+    _MAIN_PID[0] = os.getpid()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _on_signal)
     try:
