@@ -1,4 +1,4 @@
-"""The callback that makes a resumed run continue exactly as an uninterrupted one."""
+"""Callbacks for runs that stop and go on: exact resumes, and SLURM's requeue."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
+
+from mnist_lightning import failures
 
 
 class RNGState(L.Callback):
@@ -38,3 +41,22 @@ class RNGState(L.Callback):
         if "cuda" in self.pending and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(self.pending["cuda"])
         self.pending = None
+
+
+class SlurmRequeue(L.Callback):
+    """Acts on SLURM's preemption warning (SIGUSR1) between batches: Lightning's requeue,
+    which saves hpc_ckpt_N.ckpt and calls `scontrol requeue`, run from the training loop
+    instead of from inside the signal handler (see failures._on_requeue_signal)."""
+
+    def _act(self, trainer: L.Trainer) -> None:
+        environment = trainer._accelerator_connector.cluster_environment
+        if failures.REQUEUE_SIGNALS and isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
+            signum = failures.REQUEUE_SIGNALS.pop()
+            failures.REQUEUE_SIGNALS.clear()
+            trainer._signal_connector._slurm_sigusr_handler_fn(signum, None)  # Lightning's own requeue
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._act(trainer)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self._act(trainer)

@@ -27,7 +27,7 @@ from lightning.pytorch.cli import (
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mnist_lightning import failures, runs
-from mnist_lightning.callbacks import RNGState
+from mnist_lightning.callbacks import RNGState, SlurmRequeue
 from mnist_lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
@@ -232,6 +232,7 @@ class MNISTCLI(LightningCLI):
                     RunCheckpoint(filename="last", enable_version_counter=False),
                     ExactSummary(max_depth=2),
                     RNGState(),
+                    SlurmRequeue(),
                     runs.RunLayout(),
                 ],
             },

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from mnist_lightning import runs
@@ -20,6 +21,8 @@ from mnist_lightning.errors import UserError
 RECEIVED: list[int] = []  # the stopping signals this process received
 COMMAND: list[str] = []  # the subcommand running, once known
 _MAIN_PID = [0]  # the process that installed the handlers
+# SLURM's warning before preemption (SIGUSR1), received but not yet acted on; see callbacks.SlurmRequeue.
+REQUEUE_SIGNALS: list[int] = []
 
 # Failures of the file system a user can fix: a full disk, a read-only or unwritable
 # folder, a file where a folder should be, a name too long for the file system.
@@ -43,11 +46,21 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
 
+def _on_requeue_signal(signum: int, frame: FrameType | None) -> None:
+    # Lightning's own handler saves a checkpoint and calls scontrol inside the signal handler,
+    # which deadlocks when the signal lands while the main thread holds a lock that saving
+    # needs (the event writer's, logging's). Here it is only noted; the loop acts on it.
+    if os.getpid() == _MAIN_PID[0]:
+        REQUEUE_SIGNALS.append(signum)
+
+
 def run_reporting_failures(command: Callable[[], object]) -> None:
     """Runs command(); a signal, a user's mistake or a lack of memory or disk exit non-zero with one line."""
     _MAIN_PID[0] = os.getpid()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _on_signal)
+    if SLURMEnvironment.detect():  # Lightning keeps a SIGUSR1 handler that is already there
+        signal.signal(signal.SIGUSR1, _on_requeue_signal)
     try:
         command()
     except BaseException as err:
