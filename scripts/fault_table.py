@@ -1,4 +1,4 @@
-"""Tries the installed CLI with bad inputs and faults, and prints README's fault table.
+"""Tries the installed CLI with bad inputs and faults, and prints the fault table of docs/faults.md.
 
 Every case runs `mnist-lightning` as a user would, in a scratch folder with small
 synthetic MNIST files, then checks what the user saw, the exit status and what

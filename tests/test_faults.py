@@ -1,4 +1,4 @@
-"""Every case of README's fault table, run through the installed CLI (scripts/fault_table.py)."""
+"""Every case of docs/faults.md, run through the installed CLI (scripts/fault_table.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def scratch(tmp_path_factory) -> Scratch:
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.group}: {c.name}" for c in CASES])
 def test_fault(case, scratch):
-    """Each case asserts its own outcome while it runs; the row it returns is what README shows."""
+    """Each case asserts its own outcome while it runs; the row it returns is what docs/faults.md shows."""
     row = case.run(scratch)
     if row.survived == "skipped":
         pytest.skip(row.command)
