@@ -133,8 +133,8 @@ class MNISTTrainer(Trainer):
         """Evaluate a checkpoint on the test set and write metrics, a confusion matrix and curves.
 
         Args:
-            ckpt_path: the checkpoint; model and data settings are read from it.
-            output_dir: where to write; default: report/ in the checkpoint's run directory.
+            ckpt_path: The checkpoint; model and data settings are read from it.
+            output_dir: Where to write; default: report/ in the checkpoint's run directory.
         """
         # matplotlib and seaborn load only here
         from mnist_lightning.report import write_report
@@ -147,7 +147,6 @@ class MNISTTrainer(Trainer):
                 raise UserError(f"cannot write the report into {err.filename or output_dir}: {err.strerror}. "
                                 "Free space, or choose another folder with --output_dir DIR") from err  # fmt: skip
 
-
     def export(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
                output: str | None = None, format: Literal["onnx", "pt2"] = "onnx") -> None:  # fmt: skip
         """Write a checkpoint as ONNX or a torch.export program that runs without this package.
@@ -158,20 +157,18 @@ class MNISTTrainer(Trainer):
             format: onnx (for ONNX Runtime and other engines) or pt2 (torch.export, for PyTorch).
         """
         try:  # the exporters load only here
-            from mnist_lightning.export import Probabilities, export, metadata
+            from mnist_lightning.export import export, from_checkpoint, metadata
         except ImportError as err:
             raise UserError(f"export needs {err.name}: pip install -e '.[export]'") from err
         assert ckpt_path is not None  # parse_arguments refused a missing one
-        model.load_state_dict(load_checkpoint(ckpt_path)["state_dict"])
         path = Path(output) if output else Path(ckpt_path).with_suffix(f".{format}")
         try:
-            export(Probabilities(model.net, datamodule.scale, datamodule.shift), path, format,
+            export(from_checkpoint(model, datamodule, ckpt_path), path, format,
                    metadata(ckpt_path, datamodule.scale, datamodule.shift))  # fmt: skip
         except OSError as err:
             raise UserError(f"cannot write {err.filename or path}: {err.strerror}. Free space, or choose another "
                             "file with --output FILE") from err  # fmt: skip
         print(f"Exported {ckpt_path} -> {path} ({path.stat().st_size / 1e6:.2f} MB, {format})")
-
 
     def serve(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
               host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:  # fmt: skip
@@ -184,12 +181,14 @@ class MNISTTrainer(Trainer):
             workers: Inference processes.
         """
         try:  # LitServe loads only here
+            from mnist_lightning.export import from_checkpoint
             from mnist_lightning.serve import server
         except ImportError as err:
             raise UserError(f"serve needs {err.name}: pip install -e '.[serve]'") from err
         assert ckpt_path is not None  # parse_arguments refused a missing one
+        served = server(from_checkpoint(model, datamodule, ckpt_path), workers)
         print(f"Serving {ckpt_path} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
-        server(ckpt_path, workers).run(host=host, port=port, generate_client_file=False)
+        served.run(host=host, port=port, generate_client_file=False)
         print("Server stopped", flush=True)
 
 

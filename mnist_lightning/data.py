@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import lightning as L
 import numpy as np
@@ -221,16 +222,28 @@ def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
 MAX_PIXELS = 40_000_000
 
 
+class TooManyPixels(ValueError):
+    """A picture larger than MAX_PIXELS."""
+
+
+def read_digit(source: str | Path | BinaryIO) -> np.ndarray:
+    """One picture (a file or a file object) as a 28x28 uint8 MNIST digit, made as MNIST was.
+
+    Raises TooManyPixels, NoDigit (blank), or what Pillow raises for a file it cannot read.
+    """
+    with Image.open(source) as image:
+        if image.width * image.height > MAX_PIXELS:
+            raise TooManyPixels(f"{image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} read")
+        return mnist_style(image)
+
+
 def read_digits(path: str) -> tuple[TensorBatches, list[Path]]:
     """People's digit pictures as MNIST digits; files that cannot be read are named and skipped."""
     files = find_files(path)
     digits, kept = [], []
     for file in files:
         try:
-            with Image.open(file) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise ValueError(f"{image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} read")
-                digits.append(torch.from_numpy(mnist_style(image)))
+            digits.append(torch.from_numpy(read_digit(file)))
             kept.append(file)
         except MemoryError:
             warn(f"skipped {file}: not enough memory to decode it")

@@ -17,9 +17,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mnist_lightning.checkpoint import load_checkpoint
+from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.files import write_atomically, write_bytes
 from mnist_lightning.model import MNISTNet
+from mnist_lightning.module import MNISTClassifier
 
 FORMATS = ("onnx", "pt2")
 INPUT = "pixels"
@@ -37,6 +40,12 @@ class Probabilities(nn.Module):
     def forward(self, pixels: Tensor) -> Tensor:
         images = pixels.unsqueeze(1).float() * self.scale + self.shift
         return self.net(images).softmax(dim=1)
+
+
+def from_checkpoint(model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str) -> Probabilities:
+    """The checkpoint's network behind its data's scaling (the CLI built model and data from its settings)."""
+    model.load_state_dict(load_checkpoint(ckpt_path)["state_dict"])
+    return Probabilities(model.net, datamodule.scale, datamodule.shift)
 
 
 def metadata(ckpt_path: str, scale: float, shift: float) -> dict[str, str]:

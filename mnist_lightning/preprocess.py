@@ -31,6 +31,10 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
+class NoDigit(ValueError):
+    """A picture in which no digit stands out from the background."""
+
+
 def mnist_style(image: Image.Image) -> np.ndarray:
     """A 28x28 uint8 digit, white on black, or ValueError when no ink is found."""
     gray = to_grayscale(image)
@@ -41,7 +45,7 @@ def mnist_style(image: Image.Image) -> np.ndarray:
     ink = np.clip(gray - background, 0, None)
     peak = float(np.percentile(ink, 99.9))
     if peak < 30:  # nothing stands out from the background by more than ~12%
-        raise ValueError("no digit found (the picture is blank or has no contrast)")
+        raise NoDigit("no digit found (the picture is blank or has no contrast)")
     ink = np.where(ink > 0.25 * peak, np.minimum(ink / peak, 1.0), 0.0)  # drop paper grain and noise
     # Find the digit's box on a blurred copy: strokes survive the blur, isolated
     # specks of sensor or JPEG noise fade below the threshold and cannot widen it.

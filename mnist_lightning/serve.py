@@ -19,11 +19,9 @@ from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
 from PIL import Image
 
-from mnist_lightning.checkpoint import load_checkpoint
-from mnist_lightning.data import MAX_PIXELS, MNISTDataModule
+from mnist_lightning.data import TooManyPixels, read_digit
 from mnist_lightning.export import Probabilities
-from mnist_lightning.model import MNISTNet
-from mnist_lightning.preprocess import mnist_style
+from mnist_lightning.preprocess import NoDigit
 
 MAX_BYTES = 5_000_000  # a drawing or photo of one digit is far smaller
 PAGE = Path(__file__).with_name("serve_page.html")
@@ -32,16 +30,12 @@ PAGE = Path(__file__).with_name("serve_page.html")
 class DigitAPI(ls.LitAPI):
     """One picture in, the digit and its ten probabilities out."""
 
-    def __init__(self, ckpt_path: str) -> None:
+    def __init__(self, model: Probabilities) -> None:
         super().__init__()
-        self.ckpt_path = ckpt_path
+        self.model = model
 
     def setup(self, device: str) -> None:
-        checkpoint = load_checkpoint(self.ckpt_path)
-        net = MNISTNet(dropout=checkpoint["hyper_parameters"].get("dropout", 0.5))
-        net.load_state_dict({k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items()})
-        data = MNISTDataModule(standardize=checkpoint.get("datamodule_hyper_parameters", {}).get("standardize", False))
-        self.model = Probabilities(net, data.scale, data.shift).to(device)
+        self.model.to(device)
         self.device = device
 
     # Annotated with fastapi's Request (no postponed annotations here): LitServe reads the type.
@@ -87,26 +81,21 @@ def picture_bytes(request: Any) -> bytes:
 def mnist_pixels(data: bytes) -> np.ndarray:
     """The picture as a 28x28 uint8 MNIST digit, as `predict` makes it, or a 4xx HTTPException."""
     try:
-        image = Image.open(io.BytesIO(data))
-        if image.width * image.height > MAX_PIXELS:
-            raise HTTPException(413, f"the picture has {image.width}x{image.height} pixels; at most {MAX_PIXELS:,}")
-        image.load()
-    except HTTPException:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise HTTPException(415, "not a picture Pillow can read (PNG, JPEG, BMP, GIF, TIFF, ...)") from err
-    try:
-        return mnist_style(image)
-    except ValueError as err:  # blank, or no contrast
+        return read_digit(io.BytesIO(data))
+    except TooManyPixels as err:
+        raise HTTPException(413, f"the picture has {err}") from err
+    except NoDigit as err:  # blank, or no contrast
         raise HTTPException(422, str(err)) from err
+    except MemoryError as err:
+        raise HTTPException(413, "the picture is too large to decode") from err
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise HTTPException(415, "not a picture Pillow can read (PNG, JPEG, BMP, GIF, TIFF, ...)") from err
 
 
-def server(ckpt_path: str, workers: int = 1) -> ls.LitServer:
-    """The LitServer, with the drawing page at GET / in place of LitServe's status text."""
-    load_checkpoint(ckpt_path)  # refuse a bad checkpoint here, in one line, not in a worker
-    api = DigitAPI(ckpt_path)
-    litserver = ls.LitServer(api, accelerator="cpu", workers_per_device=workers, max_payload_size=2 * MAX_BYTES,
-                             timeout=30)  # fmt: skip
+def server(model: Probabilities, workers: int = 1) -> ls.LitServer:
+    """The LitServer for `model`, with the drawing page at GET / in place of LitServe's status text."""
+    litserver = ls.LitServer(DigitAPI(model), accelerator="cpu", workers_per_device=workers,
+                             max_payload_size=2 * MAX_BYTES, timeout=30)  # fmt: skip
     litserver.app.router.routes = [r for r in litserver.app.router.routes if getattr(r, "path", None) != "/"]
     page = PAGE.read_text()
     litserver.app.add_api_route("/", lambda: HTMLResponse(page), methods=["GET"], include_in_schema=False)
