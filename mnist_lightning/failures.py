@@ -18,6 +18,8 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from mnist_lightning import runs
 from mnist_lightning.errors import UserError
 
+# kill's default, Ctrl-C, and a closed terminal or ssh session
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 RECEIVED: list[int] = []  # the stopping signals this process received
 COMMAND: list[str] = []  # the subcommand running, once known
 _MAIN_PID = [0]  # the process that installed the handlers
@@ -34,8 +36,8 @@ OUT_OF_MEMORY = ("not enough memory", "out of memory", "can't allocate memory", 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     if os.getpid() != _MAIN_PID[0]:
         # A forked helper (LitServe's queue manager or a worker). Ctrl-C reaches the whole process
-        # group: the main process stops the helpers in order. SIGTERM ends a helper quietly.
-        if signum == signal.SIGTERM:
+        # group: the main process stops the helpers in order. SIGTERM or SIGHUP ends a helper quietly.
+        if signum != signal.SIGINT:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
         return
@@ -57,7 +59,7 @@ def _on_requeue_signal(signum: int, frame: FrameType | None) -> None:
 def run_reporting_failures(command: Callable[[], object]) -> None:
     """Runs command(); a signal, a user's mistake or a lack of memory or disk exit non-zero with one line."""
     _MAIN_PID[0] = os.getpid()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOPPING_SIGNALS:
         signal.signal(signum, _on_signal)
     if SLURMEnvironment.detect():  # Lightning keeps a SIGUSR1 handler that is already there
         signal.signal(signal.SIGUSR1, _on_requeue_signal)

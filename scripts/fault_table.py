@@ -661,7 +661,7 @@ def _long_fit(s: Scratch) -> list[str]:
     return s.fit_args("--trainer.max_epochs", "50", data=s.big_data)
 
 
-for _signal in (signal.SIGTERM, signal.SIGINT):
+for _signal in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
 
     @case("signals", f"{_signal.name} during `fit`")
     def _(s: Scratch, signum: signal.Signals = _signal) -> Row:
