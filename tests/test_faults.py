@@ -10,6 +10,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from fault_table import CASES, Scratch
 
+from mnist_lightning.failures import STOPPING_SIGNALS
+
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Scratch:
@@ -27,7 +29,7 @@ def test_fault(case, scratch):
         assert row.says.startswith("(") or "warning" in row.says or "Resuming" in row.says or "No training curves" in row.says
     else:  # it was refused or stopped: one line from the CLI saying why
         assert row.says.startswith(("mnist-lightning: error:", "mnist-lightning: stopped by")), row.says
-        assert row.exit in (1, 2, 128 + 2, 128 + 15)
+        assert row.exit in (1, 2, *(128 + signum for signum in STOPPING_SIGNALS))
 
 
 def test_unreadable_folder_is_named_and_skipped(tmp_path, monkeypatch, capsys):
