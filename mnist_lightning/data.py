@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchvision.datasets import MNIST
 
+from mnist_lightning.augment import Distortion
 from mnist_lightning.errors import UserError
 from mnist_lightning.preprocess import mnist_style
 
@@ -277,6 +278,9 @@ class MNISTDataModule(L.LightningDataModule):
         download: Download missing MNIST files; false refuses instead.
         num_workers: Loader processes for evaluation and predict; 0 loads in the main process.
         predict_path: Pictures for predict: a file, a folder or a glob; default the MNIST test set.
+        augment: Random distortions of training images, each kind's largest amount, e.g.
+            {rotation: 10, scale: 0.1, shift: 2, shear: 10, thickness: 0.5, elastic: 1}
+            (degrees, relative size, pixels, degrees, stroke weight, pixels); off by default.
     """
 
     def __init__(
@@ -289,6 +293,7 @@ class MNISTDataModule(L.LightningDataModule):
         download: bool = True,
         num_workers: int = 0,
         predict_path: str | None = None,
+        augment: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -306,6 +311,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.download = download
         self.num_workers = num_workers
         self.predict_path = predict_path
+        self.distortion = Distortion(augment) if augment else None
+        self.distorted_epoch: int | None = None
         # x * scale + shift == (x / 255 - mean) / std.
         mean, std = (MNIST_MEAN, MNIST_STD) if standardize else (0.0, 1.0)
         self.scale, self.shift = 1.0 / (255.0 * std), -mean / std
@@ -414,5 +421,16 @@ class MNISTDataModule(L.LightningDataModule):
             return batch
         images, labels = batch
         scaled = images.mul(self.scale)  # uint8 * float scalar gives float32
+        if self.distortion is not None and self.trainer is not None and self.trainer.training:
+            scaled = self._distort(scaled)
         # Adding a zero shift would be a second pass over the batch.
         return (scaled.add_(self.shift) if self.shift else scaled), labels
+
+    def _distort(self, images: Tensor) -> Tensor:
+        """Augments a training batch; the draws start afresh from (seed, epoch, rank) each epoch, like the data order."""
+        assert self.distortion is not None and self.trainer is not None
+        if self.distorted_epoch != self.trainer.current_epoch:
+            self.distorted_epoch = self.trainer.current_epoch
+            seed = int(os.environ.get("PL_GLOBAL_SEED", "0"))
+            self.distortion.reseed(seed, self.distorted_epoch, self.trainer.global_rank)
+        return self.distortion(images)
