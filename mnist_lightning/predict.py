@@ -20,15 +20,21 @@ from mnist_lightning.files import write_text
 class CSVPredictionWriter(BasePredictionWriter):
     """Where predict writes its table.
 
-    One row per image: its path (or test index and label), prediction, confidence.
+    One row per image: its path (or test index and label), prediction, confidence, and
+    whether to doubt the answer.
 
     Args:
         output: The CSV file; replaced atomically, an older file stays intact on failure.
+        threshold: Answers with a confidence below this are marked `doubtful` and counted
+            in the summary: look at those pictures yourself.
     """
 
-    def __init__(self, output: str = "predictions.csv") -> None:
+    def __init__(self, output: str = "predictions.csv", threshold: float = 0.9) -> None:
         super().__init__(write_interval="epoch")
+        if not 0 <= threshold <= 1:
+            raise UserError(f"--prediction_writer.threshold must lie between 0 and 1, got {threshold}")
         self.output = output
+        self.threshold = threshold
 
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any], batch_indices: Sequence[Any]
@@ -43,30 +49,34 @@ class CSVPredictionWriter(BasePredictionWriter):
         confidence, predicted = probabilities.max(dim=1)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow([*header, "prediction", "confidence"])
+        writer.writerow([*header, "prediction", "confidence", "doubtful"])
         for row, p, c in zip(rows, predicted.tolist(), confidence.tolist()):
-            writer.writerow([*row, p, f"{c:.4f}"])
+            writer.writerow([*row, p, f"{c:.4f}", "true" if c < self.threshold else "false"])
         try:
             write_text(self.output, buffer.getvalue())
         except OSError as err:
             raise UserError(f"cannot write {err.filename or self.output}: {err.strerror}. Free space, or choose "
                             "another file with --prediction_writer.output FILE; an older file there is intact") from err  # fmt: skip
-        print(summarize(predicted, confidence, header, rows, self.output))
+        print(summarize(predicted, confidence, header, rows, self.output, self.threshold))
 
 
-def summarize(predicted: Tensor, confidence: Tensor, header: list[str], rows: list[list[Any]], output: str) -> str:
+def summarize(predicted: Tensor, confidence: Tensor, header: list[str], rows: list[list[Any]], output: str,
+              threshold: float) -> str:  # fmt: skip
     counts = Counter(predicted.tolist())
+    doubtful = confidence < threshold
     lines = [
         f"Predicted {len(predicted)} image(s) -> {output}",
         "  digits: " + ", ".join(f"{d}: {counts[d]}" for d in range(10) if counts[d]),
-        f"  mean confidence {confidence.mean():.3f}; below 0.5: {int((confidence < 0.5).sum())}",
+        f"  mean confidence {confidence.mean():.3f}; doubtful (confidence below {threshold:g}): {int(doubtful.sum())}",
     ]
     if header == ["index", "label"]:
-        labels = torch.tensor([label for _, label in rows])
-        lines.append(f"  accuracy on the MNIST test set: {(predicted == labels).float().mean():.4f}")
+        right = predicted == torch.tensor([label for _, label in rows])
+        lines.append(f"  accuracy on the MNIST test set: {right.float().mean():.4f}"
+                     + "".join(f"; {name} {part.sum()}: {right[part].float().mean():.4f}"
+                               for name, part in (("sure", ~doubtful), ("doubtful", doubtful)) if part.any()))  # fmt: skip
     else:
         for (path,), p, c in list(zip(rows, predicted.tolist(), confidence.tolist()))[:10]:
-            lines.append(f"  {path}: {p} ({c:.2f})")
+            lines.append(f"  {path}: {p} ({c:.2f}{', doubtful' if c < threshold else ''})")
         if len(rows) > 10:
             lines.append(f"  ... {len(rows) - 10} more in {output}")
     return "\n".join(lines)

@@ -202,7 +202,7 @@ def test_disk_full_while_writing_predictions_keeps_the_old_file(best_checkpoint,
     from mnist_lightning import predict
 
     old = tmp_path / "predictions.csv"
-    old.write_text("index,label,prediction,confidence\n")
+    old.write_text("index,label,prediction,confidence,doubtful\n")
 
     def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -213,7 +213,7 @@ def test_disk_full_while_writing_predictions_keeps_the_old_file(best_checkpoint,
         cli_module.main(["predict", "--ckpt_path", str(best_checkpoint), *QUIET])
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and "No space left on device" in err and "--prediction_writer.output" in err
-    assert old.read_text() == "index,label,prediction,confidence\n"
+    assert old.read_text() == "index,label,prediction,confidence,doubtful\n"
 
 
 def test_checkpoints_are_written_beside_the_target_then_renamed(tmp_path, monkeypatch):

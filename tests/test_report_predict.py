@@ -74,10 +74,36 @@ def test_predict_without_path_predicts_the_test_set(best_checkpoint, tmp_path):
     result = cli("predict", "--ckpt_path", str(best_checkpoint), "--trainer.enable_progress_bar", "false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
-    assert list(rows[0]) == ["index", "label", "prediction", "confidence"] and len(rows) == N_TEST
+    assert list(rows[0]) == ["index", "label", "prediction", "confidence", "doubtful"] and len(rows) == N_TEST
     accuracy = np.mean([r["label"] == r["prediction"] for r in rows])
     assert accuracy > 0.9
     assert f"accuracy on the MNIST test set: {accuracy:.4f}" in result.stdout
+
+
+def test_predict_marks_answers_below_the_threshold_as_doubtful(best_checkpoint, tmp_path):
+    first = cli("predict", "--ckpt_path", str(best_checkpoint), "--trainer.enable_progress_bar", "false", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    confidences = sorted(float(r["confidence"]) for r in csv.DictReader((tmp_path / "predictions.csv").open()))
+    threshold = confidences[len(confidences) // 3]  # about a third of the rows fall below it
+    result = cli("predict", "--ckpt_path", str(best_checkpoint), "--prediction_writer.threshold", str(threshold),
+                 "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
+    doubtful = [r for r in rows if r["doubtful"] == "true"]
+    assert {r["doubtful"] for r in rows} == {"true", "false"}
+    # The CSV rounds confidences to 4 decimals; the mark is decided before rounding.
+    assert all(float(r["confidence"]) <= threshold + 1e-4 for r in doubtful)
+    assert all(float(r["confidence"]) >= threshold - 1e-4 for r in rows if r["doubtful"] == "false")
+    assert f"doubtful (confidence below {threshold:g}): {len(doubtful)}" in result.stdout
+    right = np.mean([r["label"] == r["prediction"] for r in doubtful])
+    assert f"doubtful {len(doubtful)}: {right:.4f}" in result.stdout
+
+
+def test_predict_refuses_a_threshold_outside_0_1(best_checkpoint, tmp_path):
+    result = cli("predict", "--ckpt_path", str(best_checkpoint), "--prediction_writer.threshold", "1.5", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("mnist-lightning: error: --prediction_writer.threshold")
+    assert "Traceback" not in result.stderr and not (tmp_path / "predictions.csv").exists()
 
 
 def test_predict_fails_only_when_nothing_could_be_read(best_checkpoint, tmp_path):
