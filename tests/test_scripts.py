@@ -56,3 +56,21 @@ def test_scripts_tell_missing_data_in_one_message(script, tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "MNIST is not in" in result.stderr and "nowhere" in result.stderr
+
+
+def test_robustness_set_and_evaluation(best_checkpoint, tmp_path):
+    """A tiny robustness set (one picture per digit and source), labelled, then evaluated through predict."""
+    made = run_script("robustness_set.py", "--output", "set", "--per_digit", "1", cwd=tmp_path)
+    if "no handwriting fonts" in made.stderr:
+        pytest.skip("Debian's handwriting fonts are not installed (see scripts/robustness_set.py)")
+    assert made.returncode == 0, made.stderr[-3000:]
+    rows = (tmp_path / "set" / "labels.csv").read_text().splitlines()
+    sources = {row.split(",")[2] for row in rows[1:]}
+    assert rows[0] == "path,label,source,style" and {"fonts", "canvas"} <= sources
+    assert len(rows) - 1 == 10 * len(sources) and all((tmp_path / "set" / r.split(",")[0]).is_file() for r in rows[1:])
+    result = run_script("robustness.py", "--set", "set", "--ckpt", f"tiny={best_checkpoint}", "--figure", "worst.png",
+                        cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for source in [*sources, "all"]:
+        assert f"| {source} | " in result.stdout
+    assert "most common confusions" in result.stdout and (tmp_path / "worst.png").stat().st_size > 1000
