@@ -1,13 +1,18 @@
-"""Seconds per epoch of the project's fit against plain PyTorch loops, measured in one run.
+"""Seconds per epoch of the project's fit against plain PyTorch loops and Keras, measured in one run.
 
     python scripts/benchmark.py --data_dir ../shared/mnist [--epochs 10] [--json benchmark.json]
+        [--keras_python TF_ENV/bin/python] [--before OTHER_CHECKOUT]
 
 Every system trains the same network on the same 54k/6k split with batch 128 and
 Adam(1e-3); an epoch is the training pass plus validation. The project's fit and the
 plain loop with our optimizations take turns every 50 training steps (see Interleave);
-the notebook's loops run an epoch after each project epoch. The first epoch of each is
-warm-up; the table shows the median (and min-max) of the rest. A second phase pairs a
-bare Trainer (Lightning's parity setup) with a fresh plain loop the same way. Run it on
+the notebook's loops, and the peers in their own processes, run an epoch after each
+project epoch: Keras running the notebook (--keras_python, a Python with TensorFlow;
+docs/speed.md says how to make one) and, with --before CHECKOUT, another version of
+the project beside this one, each in a process of its own (scripts/fit_peer.py). The first epoch of each is warm-up; the table
+shows the median (and min-max) of the rest. A second phase pairs a bare Trainer
+(Lightning's parity setup) with a fresh plain loop the same way; with --keras_python, a
+third alternates the project in bf16 (NativeBF16) with Keras' mixed_bfloat16. Run it on
 an otherwise idle machine: a second busy process halves the figures on 2 cores.
 """
 
@@ -19,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,6 +131,41 @@ class PlainLoop:
             torch.set_flush_denormal(True)  # back to the project's setting (MNISTClassifier.setup)
 
 
+class Peer:
+    """A system in its own process that trains one epoch per request (scripts/keras_notebook.py,
+    scripts/fit_peer.py): the same interface as PlainLoop.epoch for Interleave."""
+
+    def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env={**os.environ, **(env or {})})  # fmt: skip
+        self.info = self._answer("ready")
+        self.times: list[float] = []
+
+    def epoch(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write("epoch\n")
+        self.process.stdin.flush()
+        answer = self._answer("seconds")
+        self.times.append(answer["seconds"])
+        self.val_loss, self.val_acc = answer["val_loss"], answer["val_acc"]
+
+    def _answer(self, key: str) -> dict:
+        """The peer's next JSON line holding `key`; other output (libraries' chatter) is passed by."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith("{") and key in (answer := json.loads(line)):
+                return answer
+        raise UserError(f"{self.process.args[1]} ended (exit {self.process.wait()}) without an answer")
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 class Interleave(L.Callback):
     """Times the project's epochs against plain loops, so that all systems meet the same
     machine: on this shared 2-core VM the same loop's epoch varies by 10-30% from minute
@@ -139,7 +180,8 @@ class Interleave(L.Callback):
     Lightning writes after every other callback's on_train_epoch_end.
     """
 
-    def __init__(self, name: str, paired: PlainLoop, others: dict[str, PlainLoop], chunk: int = 50) -> None:
+    def __init__(self, name: str, paired: PlainLoop | None, others: dict[str, PlainLoop | Peer],
+                 chunk: int = 50) -> None:  # fmt: skip
         self.name = name
         self.paired = paired
         self.others = others
@@ -149,13 +191,14 @@ class Interleave(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._end_epoch()
-        self.paired.start_epoch()
+        if self.paired:
+            self.paired.start_epoch()
         self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object,
                            batch_idx: int) -> None:  # fmt: skip
         done = batch_idx + 1
-        if done % self.chunk == 0 or done == trainer.num_training_batches:
+        if self.paired and (done % self.chunk == 0 or done == trainer.num_training_batches):
             before = time.perf_counter()
             self.paired.train_steps(self.chunk)
             assert self.start is not None
@@ -168,8 +211,10 @@ class Interleave(L.Callback):
         if self.start is None:
             return
         self.times.append(time.perf_counter() - self.start)
-        self.paired.finish_epoch()
-        print(f"{self.name}: {self.times[-1]:.2f} s, {OURS}: {self.paired.times[-1]:.2f} s", file=sys.stderr)
+        print(f"{self.name}: {self.times[-1]:.2f} s", file=sys.stderr)
+        if self.paired:
+            self.paired.finish_epoch()
+            print(f"  {OURS}: {self.paired.times[-1]:.2f} s", file=sys.stderr)
         for name, loop in self.others.items():
             loop.epoch()
             print(f"  {name}: {loop.times[-1]:.2f} s, val loss {loop.val_loss:.4f}, acc {loop.val_acc:.4f}",
@@ -177,21 +222,45 @@ class Interleave(L.Callback):
         self.start = None
 
 
-def project_fit(data_dir: str, epochs: int, paired: PlainLoop, others: dict[str, PlainLoop]) -> list[float]:
+def project_fit(data_dir: str, epochs: int, paired: PlainLoop | None, others: dict[str, PlainLoop | Peer],
+                options: tuple[str, ...] = ()) -> list[float]:  # fmt: skip
     """The real thing: LightningCLI with configs/mnist.yaml, its logger, checkpoints and progress bar."""
-    timer = Interleave("project fit", paired, others)
+    timer = Interleave("project fit " + " ".join(options), paired, others)
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         try:
             args = ["-c", str(ROOT / "configs" / "mnist.yaml"), f"--data.data_dir={data_dir}",
-                    f"--trainer.max_epochs={epochs}"]  # fmt: skip
+                    f"--trainer.max_epochs={epochs}", *options]  # fmt: skip
             cli = MNISTCLI(args=args, run=False)
             cli.trainer.callbacks.append(timer)
             cli.trainer.fit(cli.model, cli.datamodule)
         finally:
             os.chdir(cwd)
     return timer.times
+
+
+KERAS_BF16 = "mixed_bfloat16"
+BF16_OPTIONS = ("--trainer.plugins=mnist_lightning.precision.NativeBF16",)
+
+
+def start_peers(args: argparse.Namespace) -> dict[str, Peer]:
+    """The systems that run in processes of their own: Keras (float32 and mixed_bfloat16) and another checkout."""
+    peers = {}
+    if args.keras_python:
+        for policy in ("float32", KERAS_BF16):
+            peer = Peer([args.keras_python, str(ROOT / "scripts" / "keras_notebook.py"), "--data_dir", args.data_dir,
+                         "--policy", policy])  # fmt: skip
+            info = peer.info
+            peers[f"Keras {info['keras']} (TensorFlow {info['tensorflow']}), notebook, {policy}"] = peer
+    if args.before:  # both versions as peers, so that they are measured the same way
+        for checkout, role in ((args.before.resolve(), "before"), (ROOT, "this checkout")):
+            commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True, check=False).stdout.strip() or checkout.name  # fmt: skip
+            peer = Peer([sys.executable, str(ROOT / "scripts" / "fit_peer.py"), "--data_dir", args.data_dir,
+                         "--epochs", str(args.epochs)], env={"PYTHONPATH": str(checkout)})  # fmt: skip
+            peers[f"project fit in a process of its own, {role} ({commit})"] = peer
+    return peers
 
 
 def bare_fit(data_dir: str, epochs: int, loop: PlainLoop) -> list[float]:
@@ -291,6 +360,8 @@ def main() -> None:
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per system, the first being warm-up")
     parser.add_argument("--json", default="benchmark.json", help="where to write the full results")
+    parser.add_argument("--keras_python", help="a Python with TensorFlow: Keras runs the notebook as a peer")
+    parser.add_argument("--before", type=Path, help="a checkout of another version of the project, run as a peer")
     args = parser.parse_args()
     args.data_dir = str(Path(args.data_dir).resolve())  # project_fit runs in a temporary directory
 
@@ -309,10 +380,21 @@ def main() -> None:
         NCHW: PlainLoop(data, optimized=False, channels_last=False),
         CL: PlainLoop(data, optimized=False, channels_last=True),
     }
-    print("timing the project's fit, interleaved with the plain loops ...", file=sys.stderr)
-    project_times = project_fit(args.data_dir, args.epochs, loops[OURS], {NCHW: loops[NCHW], CL: loops[CL]})
+    peers = start_peers(args)
+    print("timing the project's fit, interleaved with the plain loops and peers ...", file=sys.stderr)
+    fp32_peers = {k: v for k, v in peers.items() if KERAS_BF16 not in k}
+    project_times = project_fit(args.data_dir, args.epochs, loops[OURS], {NCHW: loops[NCHW], CL: loops[CL], **fp32_peers})
     epochs = {name: summary(loops[name].times) for name in (NCHW, CL, OURS)}
+    epochs.update({name: summary(peer.times) for name, peer in fp32_peers.items()})
     epochs["project fit (configs/mnist.yaml)"] = summary(project_times)
+    if any(KERAS_BF16 in k for k in peers):
+        print("timing the project's fit in bf16, interleaved with Keras' mixed_bfloat16 ...", file=sys.stderr)
+        bf16_peers = {k: v for k, v in peers.items() if KERAS_BF16 in k}
+        bf16_times = project_fit(args.data_dir, args.epochs, None, bf16_peers, BF16_OPTIONS)
+        epochs.update({name: summary(peer.times) for name, peer in bf16_peers.items()})
+        epochs["project fit, bf16 (" + " ".join(BF16_OPTIONS) + ")"] = summary(bf16_times)
+    for peer in peers.values():
+        peer.close()
     print("timing a bare Trainer, interleaved with the optimized plain loop ...", file=sys.stderr)
     second_plain = PlainLoop(data, optimized=True, channels_last=True)
     bare_times = bare_fit(args.data_dir, args.epochs, second_plain)
@@ -323,11 +405,13 @@ def main() -> None:
     base_nchw, base_cl = epochs[NCHW]["median"], epochs[CL]["median"]
     print(f"\n{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads), "
           f"lightning {info['lightning']}, {info['date']}")  # fmt: skip
-    print("\n| system | s/epoch (train + val), median [min-max] | vs plain NCHW | vs plain channels_last |")
-    print("|---|---|---|---|")
+    keras = next((s["median"] for name, s in epochs.items() if name.startswith("Keras") and "float32" in name), None)
+    print("\n| system | s/epoch (train + val), median [min-max] | vs plain NCHW | vs plain channels_last | vs Keras |")
+    print("|---|---|---|---|---|")
     for name, s in epochs.items():
-        print(f"| {name} | {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] | "
-              f"{base_nchw / s['median']:.2f}x | {base_cl / s['median']:.2f}x |")  # fmt: skip
+        vs_keras = f"{keras / s['median']:.2f}x" if keras else "-"
+        print(f"| {name} | {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] | {base_nchw / s['median']:.2f}x | "
+              f"{base_cl / s['median']:.2f}x | {vs_keras} |")  # fmt: skip
     # Each Lightning epoch is paired with the plain epoch whose chunks ran between its own
     # (Interleave): the ratio of such neighbours is robust to the machine's drifting load.
     overheads = {
