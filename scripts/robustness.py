@@ -35,7 +35,7 @@ def predict(ckpt: Path, pictures: Path) -> dict[str, dict[str, str]]:
     """`mnist-lightning predict` on the set: its CSV rows by picture path (relative to the set)."""
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "predictions.csv"
-        command = [*CLI, "predict", "--ckpt_path", str(ckpt), "--data.predict_path", str(pictures),
+        command = [*CLI, "predict", "--ckpt_path", str(ckpt), "--data.predict_path", str(pictures.resolve()),
                    "--prediction_writer.output", str(output), "--trainer.enable_progress_bar", "false"]  # fmt: skip
         result = subprocess.run(command, cwd=tmp, capture_output=True, text=True, check=False)
         if result.returncode != 0:
