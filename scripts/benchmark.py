@@ -9,8 +9,8 @@ plain loop with our optimizations take turns every 50 training steps (see Interl
 the notebook's loops, and the peers in their own processes, run an epoch after each
 project epoch: Keras running the notebook (--keras_python, a Python with TensorFlow;
 docs/speed.md says how to make one) and, with --before CHECKOUT, another version of
-the project beside this one, each in a process of its own (scripts/fit_peer.py). The first epoch of each is warm-up; the table
-shows the median (and min-max) of the rest. A second phase pairs a bare Trainer
+the project beside this one, each in a process of its own (scripts/fit_peer.py). The
+first epoch of each is warm-up; the table shows the median (and min-max) of the rest. A second phase pairs a bare Trainer
 (Lightning's parity setup) with a fresh plain loop the same way; with --keras_python, a
 third alternates the project in bf16 (NativeBF16) with Keras' mixed_bfloat16. Run it on
 an otherwise idle machine: a second busy process halves the figures on 2 cores.
@@ -225,7 +225,7 @@ class Interleave(L.Callback):
 def project_fit(data_dir: str, epochs: int, paired: PlainLoop | None, others: dict[str, PlainLoop | Peer],
                 options: tuple[str, ...] = ()) -> list[float]:  # fmt: skip
     """The real thing: LightningCLI with configs/mnist.yaml, its logger, checkpoints and progress bar."""
-    timer = Interleave("project fit " + " ".join(options), paired, others)
+    timer = Interleave(" ".join(("project fit", *options)), paired, others)
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
