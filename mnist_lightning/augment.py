@@ -24,8 +24,9 @@ LIMITS = {
 class Distortion:
     """Random affine warps, stroke-weight changes and elastic wobble of a whole batch at once.
 
-    Every image gets its own draw; one `grid_sample` applies rotation, scale, shift,
-    shear and the elastic field together. The random numbers come from a CPU generator
+    Every image gets its own draw (torchvision's v2 affine and elastic transforms draw
+    one set of parameters per call, shared by the whole batch); one `grid_sample`
+    applies rotation, scale, shift, shear and the elastic field together. The random numbers come from a CPU generator
     seeded by (seed, epoch, rank), so an epoch's distortions are the same on any device,
     and a run resumed from an epoch's checkpoint draws exactly what it would have drawn.
 
