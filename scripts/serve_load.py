@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -22,10 +24,23 @@ from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_serve import Server  # the tests' server process: start, wait for /health, stop
-
 from mnist_lightning.data import load_mnist
+
+
+def start_server(ckpt_path: str, port: int) -> subprocess.Popen[bytes]:
+    """`mnist-lightning serve` in the background, returned once /health answers."""
+    command = [shutil.which("mnist-lightning") or "mnist-lightning", "serve", "--ckpt_path", ckpt_path, "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
+            return server
+        except OSError:
+            if server.poll() is not None:
+                sys.exit(f"serve_load.py: the server ended with exit status {server.returncode}")
+            time.sleep(0.5)
+    server.terminate()
+    sys.exit("serve_load.py: the server did not answer /health within 2 minutes")
 
 
 def upload(url: str, png: bytes) -> float:
@@ -47,6 +62,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=1600)
     parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--port", type=int, default=8765, help="a free port on localhost for the server")
     args = parser.parse_args()
     digits = load_mnist(args.data_dir, train=False, download=False).data[:200].numpy()
     pngs = []
@@ -55,7 +71,9 @@ def main() -> None:
         Image.fromarray(digit).save(buffer, format="PNG")
         pngs.append(buffer.getvalue())
 
-    server = Server(Path(args.ckpt_path).resolve(), Path.cwd())
+    port = args.port
+    server = start_server(str(Path(args.ckpt_path).resolve()), port)
+    url = f"http://127.0.0.1:{port}"
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -68,7 +86,7 @@ def main() -> None:
                 if len(latencies) + len(errors) >= args.requests:
                     return
             try:
-                latency = upload(server.url, pngs[i % len(pngs)])
+                latency = upload(url, pngs[i % len(pngs)])
                 with lock:
                     latencies.append(latency)
             except OSError as err:
@@ -77,7 +95,7 @@ def main() -> None:
             i += args.clients
 
     try:
-        upload(server.url, pngs[0])  # warm up
+        upload(url, pngs[0])  # warm up
         start = time.perf_counter()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
         for t in threads:
@@ -86,8 +104,8 @@ def main() -> None:
             t.join()
         elapsed = time.perf_counter() - start
     finally:
-        server.stop()
-        server.log.unlink(missing_ok=True)
+        server.terminate()
+        server.wait(timeout=60)
     cuts = statistics.quantiles(latencies, n=100)
     print(f"| clients | requests | errors | requests/s | p50 latency | p99 latency |\n|---|---|---|---|---|---|\n"
           f"| {args.clients} | {len(latencies)} | {len(errors)} | {len(latencies) / elapsed:.0f} "

@@ -1,15 +1,13 @@
-"""Small synthetic MNIST-format files, so fast tests need neither network nor real data."""
+"""Fixtures shared by every test: synthetic MNIST files, one trained run, a local download mirror.
+
+Tests that start the CLI, a server or a training of more than a few dozen batches are marked
+`slow`; `pytest -m "not slow"` is the fast tier.
+"""
 
 from __future__ import annotations
 
 import functools
-import gzip
-import hashlib
 import http.server
-import os
-import shutil
-import struct
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,47 +15,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from helpers.cli import CONFIG, cli, only_run
+from helpers.mnist import REAL_MNIST, md5, write_mnist
 from torchvision.datasets import MNIST
-
-REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "mnist"
-N_TRAIN, N_TEST = 400, 100
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """The IDX format MNIST ships in: magic (0, 0, uint8 type, ndim), big-endian dims, data."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Noise plus a bright bar whose row encodes the label: learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-    for image, label in zip(images, labels):
-        row = 2 + 2 * int(label)
-        image[row : row + 2, 4:24] = 255
-    return images, labels
-
-
-def write_mnist(root: Path, compress: bool = False, n_train: int = N_TRAIN) -> dict[str, np.ndarray]:
-    """Writes the four files into root (raw layout, or .gz for a download server)."""
-    arrays = {}
-    for prefix, n, seed in (("train", n_train, 0), ("t10k", N_TEST, 1)):
-        images, labels = synthetic_digits(n, seed)
-        arrays[f"{prefix}-images-idx3-ubyte"] = images
-        arrays[f"{prefix}-labels-idx1-ubyte"] = labels
-    root.mkdir(parents=True, exist_ok=True)
-    for name, array in arrays.items():
-        write_idx(root / name, array)
-        if compress:
-            (root / f"{name}.gz").write_bytes(gzip.compress((root / name).read_bytes()))
-            (root / name).unlink()
-    return arrays
-
-
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")
@@ -75,36 +35,17 @@ def real_mnist() -> Path:
     return REAL_MNIST
 
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mnist.yaml"
-
-
-def cli_command(*args: str) -> list[str]:
-    """The installed `mnist-lightning` script with arguments, as a user would type it."""
-    script = shutil.which("mnist-lightning") or str(Path(sys.executable).with_name("mnist-lightning"))
-    return [script, *args]
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, **(env or {})}
-    return subprocess.run(cli_command(*args), check=False, cwd=cwd, capture_output=True, text=True, timeout=300, env=environ)
-
-
 @pytest.fixture(autouse=True)
 def plain_argv(monkeypatch):
     """LightningCLI called in-process sees pytest's own arguments in sys.argv, and warns."""
     monkeypatch.setattr(sys, "argv", ["mnist-lightning"])
 
 
-def only_run(cwd: Path) -> Path:
-    """The one run directory under cwd/runs/mnist (failing when there are none or several)."""
-    found = sorted((cwd / "runs" / "mnist").iterdir())
-    assert len(found) == 1, found
-    return found[0]
-
-
 @pytest.fixture(scope="session")
 def fitted_run(synthetic_mnist, tmp_path_factory):
-    """One short fit on the synthetic files, shared by the tests below."""
+    """(cwd, run, result): one 3-epoch `fit` through the installed CLI, shared by every CLI test.
+
+    Tests may add evaluations to the run; none may change what it trained."""
     data_dir, _ = synthetic_mnist
     cwd = tmp_path_factory.mktemp("cwd")
     result = cli(
@@ -118,7 +59,23 @@ def fitted_run(synthetic_mnist, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def best_checkpoint(fitted_run) -> Path:
+    """The shared run's best checkpoint (by val_acc)."""
     return next((fitted_run[1] / "checkpoints").glob("epoch*.ckpt"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(synthetic_mnist, tmp_path_factory) -> Path:
+    """A checkpoint trained in-process on 8 batches: for fast tests that need saved weights, not a good network."""
+    import lightning as L
+
+    from mnist_lightning import MNISTClassifier, MNISTDataModule
+
+    root = tmp_path_factory.mktemp("tiny")
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=8, limit_val_batches=2, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=root)  # fmt: skip
+    trainer.fit(MNISTClassifier(lr=0.003), MNISTDataModule(str(synthetic_mnist[0]), batch_size=32))
+    trainer.save_checkpoint(root / "tiny.ckpt")
+    return root / "tiny.ckpt"
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from conftest import CONFIG, cli, only_run
-from test_reliability import QUIET, assert_same_run, final_state
+from helpers.cli import CONFIG, QUIET, cli, only_run
+from helpers.runs import assert_same_run, final_state
 
 from mnist_lightning.augment import Distortion, _max3x3
 from mnist_lightning.data import MNISTDataModule
@@ -88,11 +88,12 @@ def fit(data_dir, cwd, *extra):
     return only_run(cwd)
 
 
+@pytest.mark.slow
 def test_augmented_training_resumes_exactly(synthetic_mnist, tmp_path):
-    straight = fit(synthetic_mnist[0], tmp_path / "straight", "--trainer.max_epochs", "3")
+    straight = fit(synthetic_mnist[0], tmp_path / "straight", "--trainer.max_epochs", "2")
     halfway = fit(synthetic_mnist[0], tmp_path / "resumed", "--trainer.max_epochs", "1")
     one_epoch = final_state(halfway)[0]
-    resumed = fit(synthetic_mnist[0], tmp_path / "resumed", "--trainer.max_epochs", "3",
+    resumed = fit(synthetic_mnist[0], tmp_path / "resumed", "--trainer.max_epochs", "2",
                   "--ckpt_path", str(halfway / "checkpoints" / "last.ckpt"))  # fmt: skip
     assert resumed == halfway
     assert_same_run(straight, resumed)

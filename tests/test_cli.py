@@ -6,7 +6,8 @@ import math
 
 import lightning as L
 import pytest
-from conftest import CONFIG, N_TRAIN, cli, only_run
+from helpers.cli import CONFIG, cli, only_run
+from helpers.mnist import N_TRAIN
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -21,11 +22,13 @@ from mnist_lightning.report import run_scalars as scalars
 from mnist_lightning.report import scalar_events
 
 
+@pytest.mark.slow
 def test_fit_prints_keras_style_summary(fitted_run):
     _, _, result = fitted_run
     assert "Total params: 225,034" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_fit_prints_no_lines_a_user_cannot_act_on(fitted_run):
     _, _, result = fitted_run
     output = result.stdout + result.stderr
@@ -46,6 +49,7 @@ def test_the_summary_warns_of_mixed_precision_only_in_lightning(summary, synthet
     assert warned == (summary is ModelSummary)
 
 
+@pytest.mark.slow
 def test_fit_writes_one_run_directory(fitted_run):
     cwd, run, _ = fitted_run
     assert sorted(p.name for p in cwd.iterdir()) == ["runs"]  # nothing strewn outside the run directory
@@ -57,6 +61,7 @@ def test_fit_writes_one_run_directory(fitted_run):
     assert any(name.startswith("epoch") and "val_acc" in name for name in checkpoints)
 
 
+@pytest.mark.slow
 def test_event_files_hold_train_and_val_curves(fitted_run):
     _, run, _ = fitted_run
     values, events = scalars(run), scalar_events(run)
@@ -70,6 +75,7 @@ def test_event_files_hold_train_and_val_curves(fitted_run):
     assert values["val_acc"][-1] > 0.9  # the synthetic digits are easy
 
 
+@pytest.mark.slow
 def test_test_rebuilds_everything_from_the_checkpoint(fitted_run):
     cwd, run, _ = fitted_run
     best = next((run / "checkpoints").glob("epoch*.ckpt"))
@@ -92,15 +98,6 @@ def test_test_rebuilds_everything_from_the_checkpoint(fitted_run):
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
 
-def test_missing_checkpoint_is_one_clear_line(tmp_path):
-    result = cli("test", "--ckpt_path", "nowhere.ckpt", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == (
-        "mnist-lightning: error: checkpoint nowhere.ckpt does not exist (look in the run's checkpoints/ folder)"
-    )
-
-
 @pytest.mark.parametrize("command", ["validate", "test", "predict", "report"])
 def test_evaluating_without_a_checkpoint_is_one_clear_line(command, tmp_path, monkeypatch, capsys):
     # Lightning would evaluate a freshly initialised network: ~10% accuracy, exit status 0.
@@ -108,12 +105,12 @@ def test_evaluating_without_a_checkpoint_is_one_clear_line(command, tmp_path, mo
     with pytest.raises(SystemExit) as exit_:
         cli_module.main([command])
     assert exit_.value.code == 1
-    assert capsys.readouterr().err == (
-        f"mnist-lightning: error: {command} needs a trained network: --ckpt_path CKPT "
-        "(none under ./runs; train one: mnist-lightning fit -c configs/mnist.yaml)\n"
-    )
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"{command} needs a trained network: --ckpt_path CKPT" in err
+    assert "mnist-lightning fit -c configs/mnist.yaml" in err  # what to do when there is no run yet
 
 
+@pytest.mark.slow
 def test_evaluating_without_a_checkpoint_names_the_best_of_the_newest_run(fitted_run, monkeypatch, capsys):
     cwd, run, _ = fitted_run
     (best,) = (run / "checkpoints").glob("epoch*.ckpt")
@@ -124,13 +121,7 @@ def test_evaluating_without_a_checkpoint_names_the_best_of_the_newest_run(fitted
     assert capsys.readouterr().err.endswith(f"(the best of the newest run is {best.relative_to(cwd)})\n")
 
 
-def test_missing_data_offline_is_one_clear_line(tmp_path):
-    result = cli("fit", "--data.data_dir", str(tmp_path / "empty"), "--data.download", "false", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert "Put the four files" in result.stderr
-
-
+@pytest.mark.slow
 def test_a_chosen_profiler_reports(synthetic_mnist, tmp_path):
     data_dir, _ = synthetic_mnist
     result = cli(
@@ -150,13 +141,13 @@ def test_a_chosen_profiler_reports(synthetic_mnist, tmp_path):
     ("test", {ModelCheckpoint}),
     ("predict", {ModelCheckpoint, CSVPredictionWriter}),
 ])  # fmt: skip
-def test_each_subcommand_keeps_only_the_callbacks_it_uses(subcommand, kept, best_checkpoint, tmp_path, monkeypatch):
+def test_each_subcommand_keeps_only_the_callbacks_it_uses(subcommand, kept, tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     if subcommand is None:
         cli = MNISTCLI(args=["-c", str(CONFIG)], run=False)
     else:
         monkeypatch.setattr(MNISTCLI, "_run_subcommand", lambda self, subcommand: None)  # set up, do not run
-        checkpoint = [] if subcommand == "fit" else ["--ckpt_path", str(best_checkpoint)]
+        checkpoint = [] if subcommand == "fit" else ["--ckpt_path", str(tiny_checkpoint)]
         cli = MNISTCLI(args=[subcommand, "-c", str(CONFIG), *checkpoint])
     present = {kind for kind in (ModelCheckpoint, CSVPredictionWriter) if any(isinstance(c, kind) for c in cli.trainer.callbacks)}
     assert present == kept

@@ -1,10 +1,17 @@
+"""The DataModule: Keras' split, batches gathered from tensors, the order a function of seed and epoch,
+DDP shards, MNIST files checked and downloaded, picture folders walked safely."""
+
+import os
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import N_TEST, N_TRAIN
+from helpers.mnist import N_TEST, N_TRAIN, write_idx
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
-from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.data import MNISTDataModule, find_files
 from mnist_lightning.errors import UserError
 
 
@@ -133,18 +140,75 @@ def test_failed_download_gives_one_clear_message(tmp_path, mnist_server):
         dm.prepare_data()
 
 
-def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
-    from mnist_lightning.files import _umask, write_atomically, write_text
+def copy_mnist(synthetic_mnist, tmp_path) -> Path:
+    target = tmp_path / "data"
+    shutil.copytree(synthetic_mnist[0], target)
+    return target
 
-    target = write_text(tmp_path / "out" / "metrics.json", "old")
-    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
 
-    def crash(tmp):
-        tmp.write_text("half")
-        raise KeyboardInterrupt
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: f.write_bytes(f.read_bytes()[:5000]), "is truncated or damaged"),
+        (lambda f: f.write_bytes(f.read_bytes()[:10]), "too short even for an IDX header"),
+        (lambda f: f.write_bytes(b"\x00\x00\x08\x01" + f.read_bytes()[4:]), "not an MNIST images file"),
+        (lambda f: write_idx(f, torch.zeros(5, 20, 20, dtype=torch.uint8).numpy()), "20x20 images"),
+    ],
+)
+def test_damaged_idx_files_are_named(synthetic_mnist, tmp_path, damage, message):
+    data_dir = copy_mnist(synthetic_mnist, tmp_path)
+    images = data_dir / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    damage(images)
+    with pytest.raises(UserError, match=message) as err:
+        MNISTDataModule(data_dir=str(data_dir), download=False).setup("fit")
+    assert str(images) in str(err.value)
 
-    with pytest.raises(KeyboardInterrupt):
-        write_atomically(target, crash)
-    assert target.read_text() == "old"
-    assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]  # no temporary file left
 
+def test_image_and_label_counts_must_agree(synthetic_mnist, tmp_path):
+    data_dir = copy_mnist(synthetic_mnist, tmp_path)
+    write_idx(data_dir / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", torch.zeros(7, dtype=torch.uint8).numpy())
+    with pytest.raises(UserError, match="holds 100 images but .* holds 7 labels"):
+        MNISTDataModule(data_dir=str(data_dir)).setup("test")
+
+
+def test_checksum_mismatch_on_download_is_reported(tmp_path, mnist_server, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "resources", [(name, "0" * 32) for name, _ in MNIST.resources])
+    with pytest.raises(UserError, match="could not be downloaded .*corrupted"):
+        MNISTDataModule(data_dir=str(tmp_path / "data")).prepare_data()
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_evaluation_rows_of_every_rank_return_to_the_dataset_order(world_size, monkeypatch):
+    """Each rank computes rows for the share Lightning's UnrepeatedDistributedSampler gives it;
+    gathered, they must stand in the dataset's order (7 items: the shares differ in length)."""
+    dataset = list(range(7))
+    shares = [torch.tensor(list(UnrepeatedDistributedSampler(dataset, world_size, rank, shuffle=False)))
+              for rank in range(world_size)]  # fmt: skip
+
+    def all_gather_object(parts, local):
+        parts[:] = [share * 10 for share in shares]  # each rank's rows: 10 x its items
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", all_gather_object)
+    data = MNISTDataModule()
+    data.trainer = SimpleNamespace(world_size=world_size, global_rank=0)
+    assert data.in_dataset_order(shares[0] * 10).tolist() == [10 * i for i in range(7)]
+
+
+def test_unreadable_folder_is_named_and_skipped(tmp_path, monkeypatch, capsys):
+    # As root (CI), permissions do not stop reading, so the failing listing is simulated.
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "a.png").write_bytes(b"x")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "b.png").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert find_files(str(tmp_path)) == [tmp_path / "ok" / "a.png"]
+    assert f"skipped the folder {tmp_path / 'locked'}: Permission denied" in capsys.readouterr().err

@@ -7,10 +7,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import cli
+from helpers.cli import cli
 
 from mnist_lightning.checkpoint import load_checkpoint
-from mnist_lightning.export import read_pt2_metadata
+from mnist_lightning.export import Probabilities, export, metadata, read_pt2_metadata
 from mnist_lightning.module import MNISTClassifier
 
 
@@ -42,6 +42,8 @@ def exported(request, best_checkpoint, tmp_path_factory):
     return fmt, out, lambda x: program(torch.from_numpy(x)).numpy()
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("export")
 @pytest.mark.parametrize("batch", [1, 7, 256])
 def test_exported_model_matches_pytorch_at_any_batch_size(exported, best_checkpoint, pixels, batch):
     _, _, run = exported
@@ -52,6 +54,8 @@ def test_exported_model_matches_pytorch_at_any_batch_size(exported, best_checkpo
     assert (got.argmax(1) == want.argmax(1)).all()
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("export")
 def test_exported_file_describes_itself(exported, best_checkpoint):
     fmt, out, _ = exported
     if fmt == "onnx":
@@ -68,8 +72,21 @@ def test_exported_file_describes_itself(exported, best_checkpoint):
     assert "uint8" in info["input"]
 
 
+@pytest.mark.slow
 def test_export_refuses_an_unknown_format_in_one_line(best_checkpoint, tmp_path):
     result = cli("export", "--ckpt_path", str(best_checkpoint), "--format", "tflite", cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "format" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_export_in_process_writes_a_model_that_gives_pytorchs_answers(fmt, tiny_checkpoint, pixels, tmp_path):
+    model = MNISTClassifier()
+    model.load_state_dict(load_checkpoint(tiny_checkpoint)["state_dict"])
+    path = export(Probabilities(model.net, 1 / 255, 0.0), tmp_path / f"m.{fmt}", fmt, metadata(str(tiny_checkpoint), 1 / 255, 0.0))
+    if fmt == "onnx":
+        got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})[0]
+    else:
+        got = torch.export.load(path).module()(torch.from_numpy(pixels)).numpy()
+    assert np.abs(got - reference(tiny_checkpoint, pixels)).max() < 1e-5

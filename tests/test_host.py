@@ -1,3 +1,5 @@
+"""tune_host: what it changes in the process (malloc's reuse of freed buffers, the NVML probe)."""
+
 import ctypes
 import os
 import subprocess
@@ -6,29 +8,6 @@ import sys
 import pytest
 
 from mnist_lightning.host import tune_host
-
-STEPS = """
-import resource, sys, torch, torch.nn.functional as F
-from mnist_lightning.host import tune_host
-from mnist_lightning.model import MNISTNet
-if sys.argv[1] == "tuned":
-    tune_host()
-net = MNISTNet().to(memory_format=torch.channels_last)
-opt = torch.optim.Adam(net.parameters(), fused=True)
-x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
-def step():
-    loss = F.cross_entropy(net(x), y)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-for _ in range(10):
-    step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(20):
-    step()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 20)
-"""
-
 
 HEAP = """
 import ctypes, sys, torch
@@ -64,16 +43,6 @@ def test_tuned_malloc_keeps_freed_buffers_for_reuse():
     assert mmapped >= 20 << 20 and kept_free < 20 << 20
     mmapped, kept_free = run(HEAP, "tuned")
     assert mmapped == 0 and kept_free >= 20 << 20
-
-
-@glibc
-def test_tuned_training_steps_rarely_fault():
-    """The point of it: a training step does not fault its buffers back in. Faulting one
-    conv1 activation of a batch of 128 (11 MB) alone would be ~2,700 faults. Measured
-    2026-11-24: 0-101 a step tuned; untuned 0 to 1,100 in a loop like this one, up to
-    ~5,000 inside a fit, depending on the order of allocations, hence no comparison."""
-    (faults,) = run(STEPS, "tuned")
-    assert faults < 1000
 
 
 def test_failing_nvml_probe_is_switched_off(monkeypatch):

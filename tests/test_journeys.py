@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import CONFIG, cli, only_run
+from helpers.cli import CONFIG, cli, free_port, only_run
 from PIL import Image
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("journey")]  # every journey starts the CLI
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +57,6 @@ def test_the_journey_is_one_run(journey):
     assert "Resuming" not in results["resume"].stdout  # nothing changed: no new settings to announce
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str) -> object:
     with urllib.request.urlopen(url, timeout=10) as response:
         body = response.read()
@@ -73,7 +67,7 @@ def _get(url: str) -> object:
 def tensorboard(journey):
     """The real `tensorboard` server over the journey's runs/, on a free localhost port."""
     cwd, _, _ = journey
-    port = _free_port()
+    port = free_port()
     tensorboard = Path(sys.executable).with_name("tensorboard")
     server = subprocess.Popen([str(tensorboard), "--logdir", str(cwd / "runs"), "--host", "127.0.0.1", "--port", str(port),
                                "--reload_interval", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -158,12 +152,12 @@ def test_python_users_get_the_classes_and_no_cloud_tips(synthetic_mnist, tmp_pat
 import lightning as L
 from mnist_lightning import MNISTClassifier, MNISTDataModule, MNISTNet
 assert sum(p.numel() for p in MNISTNet().parameters()) == 225_034
-trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, enable_progress_bar=False)
-trainer.fit(MNISTClassifier(), MNISTDataModule({str(data_dir)!r}, batch_size=32))
+trainer = L.Trainer(max_epochs=2, enable_progress_bar=False)
+trainer.fit(MNISTClassifier(lr=0.003), MNISTDataModule({str(data_dir)!r}, batch_size=32))
 print("val_acc", float(trainer.callback_metrics["val_acc"]))
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=False, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val_acc" in result.stdout
     assert "Tip:" not in result.stdout + result.stderr
-    assert 0 <= float(result.stdout.split("val_acc")[1]) <= 1 and np.isfinite(float(result.stdout.split("val_acc")[1]))
+    assert float(result.stdout.split("val_acc")[1]) > 0.5  # it learnt: chance is 0.1

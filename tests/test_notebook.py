@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "walkthrough.ipynb"
 
 
+@pytest.mark.slow
 def test_walkthrough_notebook_runs(synthetic_mnist, tmp_path, monkeypatch):
     data_dir, _ = synthetic_mnist
     monkeypatch.setenv("MNIST_DATA_DIR", str(data_dir))  # the kernel inherits this environment

@@ -1,6 +1,7 @@
 """On the real MNIST files (../shared/mnist), skipped when they are absent."""
 
 import lightning as L
+import pytest
 import torch
 
 from mnist_lightning.data import MNISTDataModule
@@ -19,6 +20,7 @@ def test_real_split_sizes_and_order(real_mnist):
     assert torch.bincount(dm.test_set.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
+@pytest.mark.slow
 def test_brief_training_on_real_mnist_learns(real_mnist, tmp_path):
     L.seed_everything(0)
     dm = MNISTDataModule(data_dir=str(real_mnist))

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CONFIG
+from helpers.cli import CONFIG
 
 SCRIPTS = CONFIG.parents[1] / "scripts"
+pytestmark = pytest.mark.slow  # each script runs in a process of its own
 
 
 def run_script(name: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:

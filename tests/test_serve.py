@@ -9,56 +9,27 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIG, cli, cli_command, only_run
+from fastapi import HTTPException
+from helpers.cli import CONFIG, cli, only_run
+from helpers.server import Server
 from PIL import Image
 
 from mnist_lightning.checkpoint import load_checkpoint
+from mnist_lightning.export import Probabilities
 from mnist_lightning.module import MNISTClassifier
+from mnist_lightning.preprocess import mnist_style
+from mnist_lightning.serve import DigitAPI, mnist_pixels, picture_bytes
 
 CHROMIUM = shutil.which("chromium")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`mnist-lightning serve` in a process group of its own, up once /health answers."""
-
-    def __init__(self, ckpt: Path, cwd: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = cwd / f"serve-{self.port}.log"
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(cli_command("serve", "--ckpt_path", str(ckpt), "--port", str(self.port)),
-                                            cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if urllib.request.urlopen(f"{self.url}/health", timeout=5).read() == b"ok":
-                    return
-            except OSError:
-                pass
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.5)
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.process.send_signal(signum)
-        return self.process.wait(timeout=60)
 
 
 def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
@@ -99,6 +70,8 @@ def server(best_checkpoint, tmp_path_factory):
     assert "Server stopped" in output and "Traceback" not in output
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("server")
 def test_predict_answers_as_the_package_does(server, synthetic_mnist, best_checkpoint):
     _, arrays = synthetic_mnist
     digits = arrays["t10k-images-idx3-ubyte"][:5]
@@ -141,6 +114,8 @@ BAD_REQUESTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
+@pytest.mark.slow
+@pytest.mark.xdist_group("server")
 def test_a_bad_request_gets_a_4xx_with_a_message_and_the_server_keeps_serving(server, case):
     send, status, said = BAD_REQUESTS[case]
     got_status, body = send(server.url)
@@ -148,6 +123,7 @@ def test_a_bad_request_gets_a_4xx_with_a_message_and_the_server_keeps_serving(se
     assert post_files(server.url, [("image", png(np.eye(28, dtype=np.uint8) * 255))])[0] == 200
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_whole_server_cleanly(best_checkpoint, tmp_path):
     running = Server(best_checkpoint, tmp_path)
     os.killpg(running.process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole group
@@ -167,6 +143,7 @@ def real_checkpoint(real_mnist, tmp_path_factory) -> Path:
     return next((only_run(cwd) / "checkpoints").glob("epoch*.ckpt"))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_the_page_reads_a_seven_drawn_with_the_mouse(real_checkpoint, tmp_path):
     from playwright.sync_api import sync_playwright
@@ -198,3 +175,56 @@ def test_the_page_reads_a_seven_drawn_with_the_mouse(real_checkpoint, tmp_path):
         assert running.stop() == 0
     assert digit == "7"
     assert int(np.argmax(bars)) == 7 and sum(bars) == pytest.approx(1, abs=0.01)
+
+
+# --- in this process: the request's picture and the answer, without a server
+
+
+class Form(dict):
+    """A multipart form as Starlette gives it: getlist() for a field's values."""
+
+    def getlist(self, key):
+        value = self.get(key)
+        return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def test_the_picture_comes_from_an_upload_base64_or_a_data_url():
+    digit = png(np.eye(28, dtype=np.uint8) * 255)
+    upload = Form(image=SimpleNamespace(file=io.BytesIO(digit)))
+    encoded = base64.b64encode(digit).decode()
+    assert picture_bytes(upload) == picture_bytes({"image": encoded}) == picture_bytes({"image": f"data:image/png;base64,{encoded}"}) == digit
+
+
+@pytest.mark.parametrize(("request_", "status", "said"), [
+    ([1, 2], 400, "send one picture"),
+    ({"picture": "x"}, 400, "send one picture"),
+    ({"image": ["a", "b"]}, 400, "one picture"),
+    ({"image": "not base64!"}, 400, "base64"),
+    ({"image": ""}, 400, "empty"),
+    ({"image": base64.b64encode(bytes(6_000_000)).decode()}, 413, "larger than"),
+], ids=["not an object", "no image", "a list", "bad base64", "empty", "too large"])  # fmt: skip
+def test_a_request_without_one_readable_picture_is_a_4xx(request_, status, said):
+    with pytest.raises(HTTPException) as err:
+        picture_bytes(request_)
+    assert err.value.status_code == status and said in err.value.detail
+
+
+@pytest.mark.parametrize(("data", "status"), [(b"hello", 415), (png(np.full((40, 40), 255, np.uint8)), 422), (_huge_png(), 413)],
+                         ids=["text", "blank", "too many pixels"])  # fmt: skip
+def test_a_picture_that_is_no_digit_is_a_4xx(data, status):
+    with pytest.raises(HTTPException) as err:
+        mnist_pixels(data)
+    assert err.value.status_code == status
+
+
+def test_the_api_answers_with_the_networks_probabilities(tiny_checkpoint, synthetic_mnist):
+    model = MNISTClassifier()
+    model.load_state_dict(load_checkpoint(tiny_checkpoint)["state_dict"])
+    api = DigitAPI(Probabilities(model.net, 1 / 255, 0.0))
+    api.setup("cpu")
+    digit = synthetic_mnist[1]["t10k-images-idx3-ubyte"][0]
+    answer = api.encode_response(api.predict(mnist_pixels(png(digit))))
+    with torch.no_grad():
+        expected = model.eval()(torch.from_numpy(mnist_style(Image.fromarray(digit))).float()[None, None] / 255).softmax(1)[0]
+    assert answer["digit"] == int(expected.argmax())
+    assert answer["probabilities"] == pytest.approx(expected.tolist(), abs=1e-5)

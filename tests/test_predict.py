@@ -1,46 +1,18 @@
-"""`report` and `predict` from a checkpoint, and checkpoints that must be refused."""
+"""`predict`: pictures and the test set into a CSV, doubtful answers marked, nothing lost on a full disk."""
 
 import csv
-import json
+import errno
 
 import numpy as np
 import pytest
 import torch
-from conftest import N_TEST, cli
+from helpers.cli import QUIET, cli
+from helpers.mnist import N_TEST
 from PIL import Image
 
-from mnist_lightning.checkpoint import load_checkpoint
-from mnist_lightning.errors import UserError
-
-
-@pytest.fixture(scope="module")
-def report(best_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
-    result = cli("report", "--ckpt_path", str(best_checkpoint), "--output_dir", str(out),
-                 "--trainer.enable_progress_bar", "false", cwd=out)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
-
-
-def test_report_metrics_are_consistent(report, synthetic_mnist):
-    out, result = report
-    metrics = json.loads((out / "metrics.json").read_text())
-    cm = np.array(metrics["confusion_matrix"])
-    assert cm.shape == (10, 10) and cm.sum() == metrics["num_samples"] == N_TEST
-    assert np.trace(cm) / N_TEST == pytest.approx(metrics["test_acc"])
-    expected_support = np.bincount(synthetic_mnist[1]["t10k-labels-idx1-ubyte"], minlength=10)
-    assert [metrics["per_class"][str(d)]["support"] for d in range(10)] == expected_support.tolist()
-    assert set(metrics["per_class"]["3"]) == {"precision", "recall", "f1", "support"}
-    assert metrics["test_acc"] > 0.9 and metrics["test_loss"] > 0
-    assert f"Test accuracy {metrics['test_acc']:.4f}" in result.stdout
-    assert "most frequent confusions" in result.stdout
-
-
-def test_report_writes_every_figure(report):
-    out, _ = report
-    for name in ("confusion_matrix", "learning_curves", "samples", "misclassified"):
-        with Image.open(out / f"{name}.png") as image:
-            assert image.format == "PNG" and image.width > 300, name
+from mnist_lightning import cli as cli_module
+from mnist_lightning import predict
+from mnist_lightning.predict import summarize
 
 
 def draw_digit(path, label_row: int, light: bool, size: int, fmt: str, mode: str = "RGB"):
@@ -51,6 +23,7 @@ def draw_digit(path, label_row: int, light: bool, size: int, fmt: str, mode: str
     image.convert(mode).save(path, fmt)
 
 
+@pytest.mark.slow
 def test_predict_directory_skips_bad_files_and_writes_csv(best_checkpoint, tmp_path):
     pictures = tmp_path / "pictures"
     pictures.mkdir()
@@ -70,6 +43,7 @@ def test_predict_directory_skips_bad_files_and_writes_csv(best_checkpoint, tmp_p
     assert "Predicted 3 image(s)" in result.stdout
 
 
+@pytest.mark.slow
 def test_predict_without_path_predicts_the_test_set(best_checkpoint, tmp_path):
     result = cli("predict", "--ckpt_path", str(best_checkpoint), "--trainer.enable_progress_bar", "false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -80,6 +54,7 @@ def test_predict_without_path_predicts_the_test_set(best_checkpoint, tmp_path):
     assert f"accuracy on the MNIST test set: {accuracy:.4f}" in result.stdout
 
 
+@pytest.mark.slow
 def test_predict_marks_answers_below_the_threshold_as_doubtful(best_checkpoint, tmp_path):
     first = cli("predict", "--ckpt_path", str(best_checkpoint), "--trainer.enable_progress_bar", "false", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -99,6 +74,7 @@ def test_predict_marks_answers_below_the_threshold_as_doubtful(best_checkpoint, 
     assert f"doubtful {len(doubtful)}: {right:.4f}" in result.stdout
 
 
+@pytest.mark.slow
 def test_predict_refuses_a_threshold_outside_0_1(best_checkpoint, tmp_path):
     result = cli("predict", "--ckpt_path", str(best_checkpoint), "--prediction_writer.threshold", "1.5", cwd=tmp_path)
     assert result.returncode == 1
@@ -106,6 +82,7 @@ def test_predict_refuses_a_threshold_outside_0_1(best_checkpoint, tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "predictions.csv").exists()
 
 
+@pytest.mark.slow
 def test_predict_fails_only_when_nothing_could_be_read(best_checkpoint, tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     result = cli("predict", "--ckpt_path", str(best_checkpoint), "--data.predict_path", str(tmp_path / "*.jpg"), cwd=tmp_path)
@@ -115,38 +92,33 @@ def test_predict_fails_only_when_nothing_could_be_read(best_checkpoint, tmp_path
     assert not (tmp_path / "predictions.csv").exists()
 
 
-class RunsCode:
-    """Unpickling this calls open(marker, 'w'): proof that code ran."""
+def test_disk_full_while_writing_predictions_keeps_the_old_file(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    old = tmp_path / "predictions.csv"
+    old.write_text("index,label,prediction,confidence,doubtful\n")
 
-    def __init__(self, marker):
-        self.marker = str(marker)
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def test_checkpoint_that_would_run_code_is_refused_and_never_runs(tmp_path):
-    marker = tmp_path / "code_ran"
-    evil = tmp_path / "evil.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"lr": RunsCode(marker)}}, evil)
-    with pytest.raises(UserError, match="refused to load"):
-        load_checkpoint(evil)
-    for command in ("test", "report", "predict"):
-        result = cli(command, "--ckpt_path", str(evil), cwd=tmp_path)
-        assert result.returncode == 1 and "refused to load" in result.stderr and "Traceback" not in result.stderr
-    assert not marker.exists()
+    monkeypatch.setattr(predict, "write_text", full)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli_module.main(["predict", "--ckpt_path", str(tiny_checkpoint), *QUIET])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "No space left on device" in err and "--prediction_writer.output" in err
+    assert old.read_text() == "index,label,prediction,confidence,doubtful\n"
 
 
-def test_truncated_and_foreign_checkpoints_get_clear_messages(best_checkpoint, tmp_path):
-    truncated = tmp_path / "half.ckpt"
-    truncated.write_bytes(best_checkpoint.read_bytes()[:5000])
-    with pytest.raises(UserError, match="not a readable checkpoint"):
-        load_checkpoint(truncated)
-    text = tmp_path / "notes.ckpt"
-    text.write_text("hello, not a checkpoint")
-    with pytest.raises(UserError, match="not a readable checkpoint"):
-        load_checkpoint(text)
-    plain = tmp_path / "tensor.pt"
-    torch.save(torch.zeros(3), plain)
-    with pytest.raises(UserError, match="not a Lightning checkpoint"):
-        load_checkpoint(plain)
+def test_the_summary_counts_digits_and_doubt_and_scores_the_test_set():
+    predicted, confidence = torch.tensor([3, 3, 7, 1]), torch.tensor([0.99, 0.5, 0.95, 0.8])
+    rows = [[0, 3], [1, 5], [2, 7], [3, 1]]  # index, label: the second is wrong
+    text = summarize(predicted, confidence, ["index", "label"], rows, "p.csv", threshold=0.9).splitlines()
+    assert text[0] == "Predicted 4 image(s) -> p.csv"
+    assert text[1] == "  digits: 1: 1, 3: 2, 7: 1"
+    assert text[2].endswith("doubtful (confidence below 0.9): 2")
+    assert text[3] == "  accuracy on the MNIST test set: 0.7500; sure 2: 1.0000; doubtful 2: 0.5000"
+
+
+def test_the_summary_of_pictures_lists_the_first_ten():
+    files = [[f"d{i}.png"] for i in range(12)]
+    text = summarize(torch.zeros(12, dtype=torch.long), torch.full((12,), 0.5), ["path"], files, "p.csv", 0.9).splitlines()
+    assert text[3] == "  d0.png: 0 (0.50, doubtful)" and text[-1] == "  ... 2 more in p.csv"

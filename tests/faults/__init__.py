@@ -1,0 +1,1 @@
+"""The fault table's cases (docs/faults.md), one test module per section."""

@@ -1,0 +1,58 @@
+"""Fault table: evaluations on two processes give one process's results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers.cli import QUIET
+from helpers.faults import Row, Scratch, predict
+
+GROUP = "ddp"
+pytestmark = pytest.mark.slow
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def _ddp(*args: str) -> list[str]:
+    return [*args, "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+
+
+def test_predict_on_two_processes_a_folder(scratch: Scratch, record):
+    """`predict` on 2 processes, a folder of 7 pictures"""
+    pictures = scratch.pictures(7)
+    one, rows_one = predict(scratch, str(pictures), cwd=scratch.folder("p1"))
+    two, rows_two = predict(scratch, str(pictures), *_ddp(), cwd=scratch.folder("p2"))
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    assert rows_two == rows_one and len(rows_one) == 7
+    record(Row("mnist-lightning predict ... --data.predict_path pictures/ --trainer.devices 2 --trainer.strategy ddp", 0,
+               "(predicts)", "predictions.csv equal to one process's, row for row"))  # fmt: skip
+
+
+def test_predict_on_two_processes_the_test_set(scratch: Scratch, record):
+    """`predict` on 2 processes, the test set"""
+    cwd1, cwd2 = scratch.folder("t1"), scratch.folder("t2")
+    assert scratch.cli("predict", "--ckpt_path", str(scratch.best), *QUIET, cwd=cwd1).returncode == 0
+    two = scratch.cli(*_ddp("predict", "--ckpt_path", str(scratch.best), *QUIET), cwd=cwd2)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert (cwd1 / "predictions.csv").read_text() == (cwd2 / "predictions.csv").read_text()
+    record(Row("mnist-lightning predict --ckpt_path CKPT --trainer.devices 2 --trainer.strategy ddp", 0, "(predicts)",
+               "predictions.csv equal to one process's"))  # fmt: skip
+
+
+def test_test_and_report_on_two_processes(scratch: Scratch, record):
+    """`test` and `report` on 2 processes"""
+    outs = []
+    for devices in ("1", "2"):
+        out = scratch.folder(f"report{devices}")
+        args = ["report", "--ckpt_path", str(scratch.best), "--output_dir", str(out), *QUIET]
+        result = scratch.cli(*(_ddp(*args) if devices == "2" else args), cwd=out)
+        assert result.returncode == 0, result.stderr[-2000:]
+        outs.append(out)
+    one, two = (json.loads((out / "metrics.json").read_text()) for out in outs)
+    # The loss is a float32 sum, added in another order on two processes.
+    loss_one, loss_two = one.pop("test_loss"), two.pop("test_loss")
+    assert abs(loss_one - loss_two) <= 1e-6 * abs(loss_one), (loss_one, loss_two)
+    assert one == two
+    record(Row("mnist-lightning report --ckpt_path CKPT --trainer.devices 2 --trainer.strategy ddp", 0, "(reports)",
+               "metrics.json equal to one process's (loss within 1e-6: float sums in another order)"))  # fmt: skip

@@ -1,0 +1,62 @@
+"""Fault table: settings and config files that must be refused, and one that must work."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers.cli import QUIET, runs_in
+from helpers.faults import MEMORY_CAP_KB, Row, Scratch, many_test_images, refused
+
+GROUP = "settings"
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(("options", "status", "fragment"), [
+    pytest.param(["--data.batch_sise", "64"], 2, "batch_sise", id="an unknown option"),
+    pytest.param(["--data.batch_size", "many"], 2, "batch_size", id="a wrong type"),
+    pytest.param(["--data.batch_size", "0"], 1, "batch sizes must be at least 1", id="batch size 0"),
+    pytest.param(["--model.lr", "-0.1"], 1, "need lr > 0", id="negative learning rate"),
+    pytest.param(["--data.val_split", "1.5"], 1, "val_split must lie strictly between 0 and 1", id="val_split 1.5"),
+    pytest.param(["--data.val_split", "0.001"], 1, "leaves 0 for validation",
+                 id="val_split so small that no image is left for validation"),
+    pytest.param(["--trainer.max_epochs", "-2"], 1, "max_epochs", id="--trainer.max_epochs -2"),
+])  # fmt: skip
+def test_refused_setting(scratch: Scratch, record, options, status, fragment):
+    record(refused(scratch, scratch.fit_args(*options), status, fragment))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_a_gpu_without_a_gpu(scratch: Scratch, record):
+    """--trainer.accelerator gpu without a GPU"""
+    record(refused(scratch, scratch.fit_args("--trainer.accelerator", "gpu"), 1, "gpu", "--trainer"))
+
+
+def test_bf16_with_gradient_clipping(scratch: Scratch, record):
+    """bf16-mixed with gradient clipping"""
+    cwd = scratch.folder("clip")
+    args = scratch.fit_args("--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed",
+                            "--trainer.gradient_clip_val", "1")  # fmt: skip
+    result = scratch.cli(*args, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (runs_in(cwd)[0] / "checkpoints" / "last.ckpt").is_file()
+    record(Row(scratch.shown(args), 0, "(trains)", "a run with last.ckpt"))
+
+
+def test_a_yaml_syntax_error(scratch: Scratch, record):
+    """a config file with a YAML syntax error"""
+    bad = scratch.root / "bad.yaml"
+    bad.write_text("trainer:\n  max_epochs: [1\n")
+    record(refused(scratch, ["fit", "-c", str(bad)], 1, "bad.yaml", "line 3"))
+
+
+def test_a_config_file_that_does_not_exist(scratch: Scratch, record):
+    """a config file that does not exist"""
+    record(refused(scratch, ["fit", "-c", str(scratch.root / "nope.yaml")], 2, "nope.yaml"))
+
+
+def test_a_batch_too_big_for_memory(scratch: Scratch, record):
+    """a batch too big for memory, under `ulimit -v`"""
+    args = ["test", "--ckpt_path", str(scratch.best), *QUIET, "--data.data_dir", str(many_test_images(scratch)),
+            "--data.eval_batch_size", "1000000"]  # fmt: skip
+    row = refused(scratch, args, 1, "out of memory", "--data.eval_batch_size", memory_kb=MEMORY_CAP_KB)
+    record(Row(row.command + f"  (ulimit -v {MEMORY_CAP_KB})", row.exit, row.says, row.survived))

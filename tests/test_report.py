@@ -1,0 +1,63 @@
+"""`report` from a checkpoint: metrics, figures, and the summary it prints."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers.cli import cli
+from helpers.mnist import N_TEST
+from PIL import Image
+
+from mnist_lightning.report import class_metrics, summary
+
+
+@pytest.fixture(scope="module")
+def report(best_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    result = cli("report", "--ckpt_path", str(best_checkpoint), "--output_dir", str(out),
+                 "--trainer.enable_progress_bar", "false", cwd=out)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("report")
+def test_report_metrics_are_consistent(report, synthetic_mnist):
+    out, result = report
+    metrics = json.loads((out / "metrics.json").read_text())
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == metrics["num_samples"] == N_TEST
+    assert np.trace(cm) / N_TEST == pytest.approx(metrics["test_acc"])
+    expected_support = np.bincount(synthetic_mnist[1]["t10k-labels-idx1-ubyte"], minlength=10)
+    assert [metrics["per_class"][str(d)]["support"] for d in range(10)] == expected_support.tolist()
+    assert set(metrics["per_class"]["3"]) == {"precision", "recall", "f1", "support"}
+    assert metrics["test_acc"] > 0.9 and metrics["test_loss"] > 0
+    assert f"Test accuracy {metrics['test_acc']:.4f}" in result.stdout
+    assert "most frequent confusions" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("report")
+def test_report_writes_every_figure(report):
+    out, _ = report
+    for name in ("confusion_matrix", "learning_curves", "samples", "misclassified"):
+        with Image.open(out / f"{name}.png") as image:
+            assert image.format == "PNG" and image.width > 300, name
+
+
+def test_class_metrics_from_a_known_confusion():
+    # 4 images of digit 0 (3 right, 1 read as 1) and 2 of digit 1 (both right).
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    predicted = torch.tensor([0, 0, 0, 1, 1, 1])
+    probabilities = torch.nn.functional.one_hot(predicted, 10).float()
+    confusion = torch.zeros(10, 10, dtype=torch.long)
+    for t, p in zip(labels, predicted):
+        confusion[t, p] += 1
+    metrics = class_metrics(confusion, probabilities, labels, test_loss=0.25)
+    assert metrics["test_acc"] == 5 / 6 and metrics["num_samples"] == 6 and metrics["test_loss"] == 0.25
+    assert metrics["per_class"]["0"] == {"precision": 1.0, "recall": 0.75, "f1": round(6 / 7, 6), "support": 4}
+    assert metrics["per_class"]["1"] == {"precision": round(2 / 3, 6), "recall": 1.0, "f1": 0.8, "support": 2}
+    lines = summary(metrics).splitlines()
+    assert lines[0] == "Test accuracy 0.8333, loss 0.2500 on 6 images"
+    assert lines[2].endswith("(true -> predicted): 0->1 x1")

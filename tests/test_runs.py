@@ -1,0 +1,61 @@
+"""Run folders and TensorBoard tags: names that sort by time, a folder per run even when two start
+together, checkpoints traced back to their run, and the tag names the report reads back."""
+
+from __future__ import annotations
+
+import pytest
+from lightning.pytorch.utilities import rank_zero_only
+
+from mnist_lightning import runs
+
+
+@pytest.mark.parametrize(("metric", "tag"), [
+    ("train_loss", "loss/train"), ("val_loss", "loss/val"), ("train_acc", "accuracy/train"), ("val_acc", "accuracy/val"),
+    ("train_loss_step", "loss/train_step"), ("test_acc", "test/accuracy"), ("test_loss", "test/loss"),
+    ("validate_acc", "validate/accuracy"), ("validate_loss", "validate/loss"), ("lr-Adam", "learning_rate"),
+    ("epoch", "epoch"), ("something_else", "something_else"),
+])  # fmt: skip
+def test_metric_names_become_grouped_tags_and_back(metric, tag):
+    assert runs.tag(metric) == tag
+    if metric != "lr-Adam":  # the learning rate's optimizer name is not kept
+        assert runs.metric(tag) == metric
+
+
+def test_a_checkpoint_is_traced_to_its_run(tmp_path):
+    run = tmp_path / "runs" / "mnist" / "2026-01-01_00-00-00"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("x: 1\n")
+    assert runs.run_of_checkpoint(run / "checkpoints" / "last.ckpt") == run
+    assert runs.run_of_checkpoint(run / "hpc_ckpt_3.ckpt") == run  # SLURM's requeue checkpoint
+    assert runs.run_of_checkpoint(tmp_path / "model.ckpt") is None  # kept elsewhere
+
+
+def test_the_best_checkpoint_of_the_newest_run_is_suggested(tmp_path):
+    import os
+
+    old, new = (tmp_path / "mnist" / name / "checkpoints" for name in ("a", "b"))
+    for folder, files in ((old, ["epoch05-val_acc0.9900.ckpt", "last.ckpt"]), (new, ["epoch01-val_acc0.9500.ckpt", "last.ckpt"])):
+        folder.mkdir(parents=True)
+        for name in files:
+            (folder / name).write_bytes(b"x")
+    os.utime(old / "last.ckpt", (1e9, 2e9))  # the old run saved last
+    assert runs.best_checkpoint_hint(tmp_path) == old / "epoch05-val_acc0.9900.ckpt"
+    assert runs.best_checkpoint_hint(tmp_path / "nothing") is None
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs.time, "strftime", lambda fmt: "2026-12-01_18-40-12")
+    monkeypatch.setattr(rank_zero_only, "rank", 0)
+    names = [runs.RunLogger(save_dir=str(tmp_path), name="mnist").version for _ in range(3)]
+    assert names == ["2026-12-01_18-40-12", "2026-12-01_18-40-12_2", "2026-12-01_18-40-12_3"]
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(names)
+
+
+def test_a_failed_command_leaves_no_empty_run(tmp_path, monkeypatch):
+    empty, saved = tmp_path / "empty", tmp_path / "saved"
+    (saved / "checkpoints").mkdir(parents=True)
+    (saved / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    empty.mkdir()
+    monkeypatch.setattr(runs, "CLAIMED", [empty, saved])
+    runs.discard_empty_runs()
+    assert not empty.exists() and saved.is_dir()
