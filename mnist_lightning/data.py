@@ -171,6 +171,8 @@ def find_files(path: str) -> list[Path]:
     given = Path(path).expanduser()
     if given.is_file():
         return [given]
+    if given.exists() and not given.is_dir():  # a FIFO, a device, a socket: reading it could block or never end
+        raise UserError(f"--data.predict_path {path} is not a picture file or a folder (a device, FIFO or socket)")
     if given.is_dir():
         root, pattern = given, None
     else:
@@ -221,21 +223,36 @@ def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
 # Pictures above this many pixels are skipped: a small compressed file can hold a huge
 # image (12000x12000 is 3.7 GB to decode), and no photo of one digit needs more.
 MAX_PIXELS = 40_000_000
+# JPEGs above this are decoded at a reduced scale (Pillow's draft: 1/2 to 1/8, nearly free);
+# the digit is cropped and shrunk to 20 px anyway.
+DRAFT_PIXELS = 4_000_000
 
 
 class TooManyPixels(ValueError):
-    """A picture larger than MAX_PIXELS."""
+    """A picture larger than the pixels a reader accepts."""
 
 
-def read_digit(source: str | Path | BinaryIO) -> np.ndarray:
+def read_digit(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One picture (a file or a file object) as a 28x28 uint8 MNIST digit, made as MNIST was.
 
-    Raises TooManyPixels, NoDigit (blank), or what Pillow raises for a file it cannot read.
+    Raises TooManyPixels (judged from the header, before decoding), NoDigit (blank), or what
+    Pillow raises for a file it cannot read (any exception: a damaged file can break a decoder in any way).
     """
     with Image.open(source) as image:
-        if image.width * image.height > MAX_PIXELS:
-            raise TooManyPixels(f"{image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} read")
+        if image.width * image.height > max_pixels:
+            raise TooManyPixels(f"{image.width}x{image.height} pixels, more than the {max_pixels:,} read")
+        if image.format == "JPEG" and image.width * image.height > DRAFT_PIXELS:
+            image.draft(image.mode, (1024, 1024))
         return mnist_style(image)
+
+
+def frames(path: Path) -> int:
+    """How many frames (GIF) or pages (TIFF) a picture file holds; 1 when it cannot tell."""
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1)
+    except Exception:  # noqa: BLE001  # read_digit has named the file already
+        return 1
 
 
 def read_digits(path: str) -> tuple[TensorBatches, list[Path]]:
@@ -248,8 +265,12 @@ def read_digits(path: str) -> tuple[TensorBatches, list[Path]]:
             kept.append(file)
         except MemoryError:
             warn(f"skipped {file}: not enough memory to decode it")
-        except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
-            warn(f"skipped {file}: {err}")
+            continue
+        except Exception as err:  # noqa: BLE001  # Pillow's decoders fail in many ways; one file must not end the command
+            warn(f"skipped {file}: {' '.join(str(err).split()) or type(err).__name__}")
+            continue
+        if (count := frames(file)) > 1:
+            warn(f"{file}: read the first of its {count} frames")
     if not kept:
         raise UserError(f"none of the {len(files)} file(s) under {path} could be read as a digit image")
     # The label slot carries each digit's row number in `kept`.

@@ -12,7 +12,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
-    """Any PIL mode to float grayscale in 0-255; transparency is laid on white, like paper.
+    """Any PIL mode to float grayscale in 0-255; transparency is laid on paper of the colour the ink is not.
 
     16- and 32-bit integer and floating-point images are stretched from their darkest to
     their brightest value: their range says nothing about where paper and ink lie, and
@@ -26,8 +26,12 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA"):
-        paper = Image.new("RGBA", image.size, "white")
-        image = Image.alpha_composite(paper, image.convert("RGBA"))
+        # Transparent paper takes the colour the ink is not: dark ink on white, light ink on black.
+        rgba = image.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        ink = np.asarray(rgba.convert("L"))[alpha > 127]
+        paper = "black" if ink.size and ink.mean() > 127 else "white"
+        image = Image.alpha_composite(Image.new("RGBA", image.size, paper), rgba)
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 

@@ -1,17 +1,20 @@
 """The DataModule: Keras' split, batches gathered from tensors, the order a function of seed and epoch,
 DDP shards, MNIST files checked and downloaded, picture folders walked safely."""
 
+import io
 import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from helpers.mnist import N_TEST, N_TRAIN, write_idx
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from PIL import Image
 
-from mnist_lightning.data import MNISTDataModule, find_files
+from mnist_lightning.data import MNISTDataModule, find_files, read_digits
 from mnist_lightning.errors import UserError
 
 
@@ -212,3 +215,66 @@ def test_unreadable_folder_is_named_and_skipped(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(os, "scandir", scandir)
     assert find_files(str(tmp_path)) == [tmp_path / "ok" / "a.png"]
     assert f"skipped the folder {tmp_path / 'locked'}: Permission denied" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_predict_path_that_is_neither_file_nor_folder_is_named(kind, tmp_path):
+    path = tmp_path / "p.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(UserError, match="is not a picture file or a folder"):
+        find_files(str(path))
+
+
+# Formats Pillow writes, each saved from one digit and then damaged: whatever a decoder raises,
+# the picture is skipped with a warning naming it, and the others are read.
+FORMATS = {"png": "PNG", "jpg": "JPEG", "gif": "GIF", "bmp": "BMP", "tif": "TIFF", "webp": "WEBP", "ico": "ICO",
+           "pcx": "PCX", "tga": "TGA", "ppm": "PPM", "sgi": "SGI", "dds": "DDS", "j2k": "JPEG2000",
+           "psd_like.spi": "SPIDER", "qoi": "QOI"}  # fmt: skip
+
+
+def _damaged_copies(folder: Path, seed: int) -> int:
+    """Each format's file cut short, with bytes flipped, and with its header scrambled; returns how many files."""
+    rng = np.random.default_rng(seed)
+    digit = Image.fromarray(np.kron(np.eye(10, dtype=np.uint8) * 255, np.ones((4, 4), np.uint8)))
+    count = 0
+    for suffix, fmt in FORMATS.items():
+        buffer = io.BytesIO()
+        try:
+            (digit.convert("F") if fmt == "SPIDER" else digit).save(buffer, fmt)
+        except (OSError, KeyError, ValueError):  # a codec this Pillow was built without
+            continue
+        data = buffer.getvalue()
+        for damage in range(6):
+            broken = bytearray(data)
+            if damage < 2:
+                broken = broken[: int(len(broken) * rng.uniform(0.05, 0.9))]
+            else:
+                where = rng.integers(0, min(len(broken), 64 if damage < 4 else len(broken)), 8)
+                for i in where:
+                    broken[i] = int(rng.integers(0, 256))
+            (folder / f"{damage}.{suffix}").write_bytes(bytes(broken))
+            count += 1
+    return count
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")  # Pillow's own word on a damaged TIFF
+def test_pictures_that_break_any_decoder_are_skipped_and_named(tmp_path, capsys):
+    count = _damaged_copies(tmp_path, seed=0)
+    Image.fromarray(np.kron(np.eye(10, dtype=np.uint8) * 255, np.ones((4, 4), np.uint8))).save(tmp_path / "good.png")
+    dataset, kept = read_digits(str(tmp_path))
+    assert (tmp_path / "good.png") in kept and len(dataset) == len(kept)
+    err = capsys.readouterr().err
+    skipped = [line for line in err.splitlines() if "skipped" in line]
+    assert len(kept) + len(skipped) == count + 1  # each file read or named
+    assert count > 60
+
+
+def test_the_first_frame_of_an_animation_is_read_and_said(tmp_path, capsys):
+    frames = [Image.fromarray(np.kron(np.eye(7, dtype=np.uint8) * (255 - 40 * i), np.ones((4, 4), np.uint8))) for i in range(3)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    _, kept = read_digits(str(tmp_path))
+    assert kept == [tmp_path / "a.gif"]
+    assert "a.gif: read the first of its 3 frames" in capsys.readouterr().err

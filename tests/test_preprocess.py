@@ -76,3 +76,12 @@ def test_noisy_jpeg_photo_of_a_digit():
 def test_blank_picture_is_refused(value):
     with pytest.raises(ValueError, match="no digit found"):
         mnist_style(Image.new("L", (50, 50), value))
+
+
+def test_white_ink_on_transparent_paper_is_a_digit():
+    """A canvas drawn in white on a transparent background: the paper is taken as black, not white."""
+    alpha = zero((150, 150), (0.25, 0.2, 0.7, 0.8), 255, 0)  # opaque only where the ink is
+    white = Image.merge("RGBA", (*[Image.new("L", (150, 150), 255)] * 3, alpha))
+    black = Image.merge("RGBA", (*[Image.new("L", (150, 150), 0)] * 3, alpha))
+    assert similar(mnist_style(white), mnist_style(black)) > 0.95
+    check_mnist_like(mnist_style(white))

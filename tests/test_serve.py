@@ -3,13 +3,17 @@ drawing page in headless Chromium, and a clean stop."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import os
 import shutil
 import signal
+import socket
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -19,15 +23,17 @@ import numpy as np
 import pytest
 import torch
 from fastapi import HTTPException
-from helpers.cli import CONFIG, cli, only_run
+from helpers.cli import CONFIG, cli, free_port, only_run
 from helpers.server import Server
 from PIL import Image
 
+from mnist_lightning import serve
 from mnist_lightning.checkpoint import load_checkpoint
+from mnist_lightning.errors import UserError
 from mnist_lightning.export import Probabilities
 from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.preprocess import mnist_style
-from mnist_lightning.serve import DigitAPI, mnist_pixels, picture_bytes
+from mnist_lightning.serve import DigitAPI, check_options, mnist_pixels, picture_bytes
 
 CHROMIUM = shutil.which("chromium")
 
@@ -104,6 +110,8 @@ BAD_REQUESTS = {
     "an empty file": (lambda url: post_files(url, [("image", b"")]), 400, "empty"),
     "a blank picture": (lambda url: post_files(url, [("image", png(np.full((40, 40), 255, np.uint8)))]), 422, "no digit"),
     "too many pixels": (lambda url: post_files(url, [("image", _huge_png())]), 413, "pixels"),
+    "a 6300x6300 picture (40 Mpx in 38 KB)": (lambda url: post_files(url, [("image", png(np.zeros((6300, 6300), np.uint8)))]),
+                                             413, "more than the 16,000,000"),
     "too many bytes": (lambda url: post_files(url, [("image", os.urandom(6_000_000))]), 413, "larger than"),
     "two pictures": (lambda url: post_files(url, [("image", png(np.eye(28, dtype=np.uint8) * 255))] * 2), 400, "one picture"),
     "a list in JSON": (lambda url: post_json(url, {"image": ["a", "b"]}), 400, "one picture"),
@@ -228,3 +236,121 @@ def test_the_api_answers_with_the_networks_probabilities(tiny_checkpoint, synthe
         expected = model.eval()(torch.from_numpy(mnist_style(Image.fromarray(digit))).float()[None, None] / 255).softmax(1)[0]
     assert answer["digit"] == int(expected.argmax())
     assert answer["probabilities"] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def raw_request(url: str, head: str, body: bytes, half_close: bool = False) -> tuple[int | None, dict]:
+    """One HTTP/1.1 request written by hand (no client adds or fixes a header), and its answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        connection.sendall(f"POST /predict HTTP/1.1\r\nHost: {host}\r\n{head}Connection: close\r\n\r\n".encode() + body)
+        if half_close:
+            connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    if not answer:
+        return None, {}  # closed without an answer
+    status = int(answer.split(b" ", 2)[1])
+    return status, json.loads(answer.split(b"\r\n\r\n", 1)[1] or b"{}")
+
+
+def _sized(content_type: str, body: bytes) -> tuple[str, bytes]:
+    return f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n", body
+
+
+DIGIT = png(np.eye(28, dtype=np.uint8) * 255)
+FIELDS = "&".join(f"f{i}=x" for i in range(5000)).encode()
+MALFORMED = {
+    "invalid JSON": (_sized("application/json", b"{not json"), 400, "not valid JSON"),
+    "empty JSON": (_sized("application/json", b""), 400, "empty"),
+    "no Content-Type": ((f"Content-Length: {len(DIGIT)}\r\n", DIGIT), 415, "Content-Type none"),
+    "text/plain": (_sized("text/plain", b"hello"), 415, "send one picture"),
+    "multipart without a boundary": (_sized("multipart/form-data", b"--x\r\n\r\n"), 400, "form could not be read"),
+    "thousands of fields": (_sized("application/x-www-form-urlencoded", FIELDS), 400, "form could not be read"),
+    "deeply nested JSON": (_sized("application/json", b"[" * 200_000 + b"]" * 200_000), 400, "not valid JSON"),
+    "a data: URL without a comma": (_sized("application/json", b'{"image": "data:image/png;base64"}'), 400, "no comma"),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("server")
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_request_gets_a_4xx_with_its_reason(server, case):
+    (head, body), status, said = MALFORMED[case]
+    got, answer = raw_request(server.url, head, body)
+    assert got == status and said in answer["detail"], (got, answer)
+    assert post_files(server.url, [("image", DIGIT)])[0] == 200  # and it goes on serving
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("server")
+@pytest.mark.parametrize("content_type", ["image/png", "application/x-www-form-urlencoded; charset=utf-8"])
+def test_a_raw_picture_and_a_form_with_a_charset_are_read(server, content_type):
+    body = DIGIT if content_type == "image/png" else b"image=" + urllib.parse.quote(base64.b64encode(DIGIT)).encode()
+    status, answer = raw_request(server.url, *_sized(content_type, body))
+    assert status == 200 and answer == post_files(server.url, [("image", DIGIT)])[1]
+
+
+@pytest.mark.parametrize(("host", "port", "workers", "said"), [
+    ("192.168.1.5", 8000, 1, "--host 192.168.1.5: serve listens on"), ("127.0.0.1", 80, 1, "--port 80: give a port from 1024"),
+    ("127.0.0.1", 70000, 1, "--port 70000"), ("127.0.0.1", 8000, 0, "--workers 0"),
+])  # fmt: skip
+def test_serve_options_are_checked_before_anything_starts(host, port, workers, said):
+    with pytest.raises(UserError, match=said):
+        check_options(host, port, workers)
+
+
+def test_localhost_is_the_loopback_address():
+    assert check_options("localhost", free_port(), 1) == "127.0.0.1"
+
+
+@pytest.mark.slow
+def test_a_busy_port_is_refused_before_serving_is_announced(best_checkpoint, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("serve", "--ckpt_path", str(best_checkpoint), "--port", str(port), cwd=tmp_path)
+    assert result.returncode == 1 and f"--port {port}: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Serving" not in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_killing_the_server_ends_its_workers(best_checkpoint, tmp_path):
+    running = Server(best_checkpoint, tmp_path, "--workers", "2")
+    os.kill(running.process.pid, signal.SIGKILL)  # no chance to stop anything itself
+    running.process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:  # its HTTP and inference processes end with it and free the port
+        try:
+            with socket.create_connection(("127.0.0.1", running.port), timeout=2):
+                pass
+        except OSError:
+            break
+        assert time.monotonic() < deadline, "something still answers on the killed server's port"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("server")
+def test_a_client_that_announces_more_than_it_sends_does_not_hurt_the_server(server):
+    """Content-Length: 100000 and 11 bytes, then the client stops writing: no 500, no traceback
+    (the fixture's end checks the log), and the server goes on serving."""
+    got, _ = raw_request(server.url, "Content-Type: application/json\r\nContent-Length: 100000\r\n", b'{"image": "', True)
+    assert got is None or 400 <= got < 500
+    assert post_files(server.url, [("image", DIGIT)])[0] == 200
+
+
+def test_a_body_that_never_arrives_is_answered_408(monkeypatch):
+    monkeypatch.setattr(serve, "BODY_SECONDS", 0.2)
+    sent = []
+
+    async def never() -> dict:
+        await asyncio.sleep(3600)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/predict", "method": "POST", "headers": [(b"content-type", b"application/json")]}
+    asyncio.run(serve.OnePicture(app=None)(scope, never, send))
+    assert sent[0]["status"] == 408 and b"did not arrive within 0.2 s" in sent[1]["body"]

@@ -144,3 +144,70 @@ def test_a_checkpoint_that_carries_an_old_predict_path(scratch: Scratch, record)
     lines = (cwd / "predictions.csv").read_text().splitlines()
     assert lines[0].startswith("index,label,") and len(lines) == 1 + 100, "it read the old pictures"
     record(Row(scratch.shown(["predict", "--ckpt_path", "pp.ckpt"]), 0, "(predicts the test set)", "the test set's 100 rows"))
+
+
+def _dds_with_a_damaged_header(path: Path) -> None:
+    """A DDS file whose pixel format flags ask for what Pillow's decoder does not implement."""
+    header = bytearray(b"DDS " + (124).to_bytes(4, "little") + bytes(120))
+    header[12:16] = (28).to_bytes(4, "little")  # height
+    header[16:20] = (28).to_bytes(4, "little")  # width
+    header[76:80] = (32).to_bytes(4, "little")  # pixel format size
+    header[80:84] = (0x80000).to_bytes(4, "little")  # an unknown pixel format flag
+    path.write_bytes(bytes(header) + bytes(28 * 28 * 4))
+
+
+def test_a_picture_the_decoder_chokes_on(scratch: Scratch, record):
+    """a damaged DDS (Pillow raises NotImplementedError), also named .png, among digits"""
+    folder = _among_digits(scratch, "choke")
+    _dds_with_a_damaged_header(folder / "damaged.dds")
+    _dds_with_a_damaged_header(folder / "disguised.png")
+    result, rows = predict(scratch, str(folder))
+    assert result.returncode == 0 and len(rows) == 6, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "damaged.dds" in result.stderr and "disguised.png" in result.stderr
+    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "choke/"]), 0,
+               warning_about(result, "damaged.dds"), "the 6 digits predicted"))  # fmt: skip
+
+
+def test_a_file_name_that_is_not_utf8(scratch: Scratch, record):
+    """a picture whose file name is not UTF-8 (caf\\xe9.png)"""
+    folder = _among_digits(scratch, "latin1")
+    name = os.fsdecode(b"caf\xe9.png")
+    shutil.copy(next(scratch.pictures().iterdir()), folder / name)
+    result, rows = predict(scratch, str(folder))
+    assert result.returncode == 0 and len(rows) == 7, result.stderr[-2000:]
+    csv = (scratch.root / "predict" / "predictions.csv").read_bytes()
+    assert b"caf\xe9.png" in csv  # the name as the OS gives it
+    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "latin1/"]), 0, "(predicts them)",
+               "7 rows; the name's bytes as they are on disk"))  # fmt: skip
+
+
+@pytest.mark.parametrize("source", ["a FIFO", "/dev/zero"])
+def test_a_predict_path_that_is_no_picture_file(scratch: Scratch, record, source: str):
+    """--data.predict_path a FIFO or a device"""
+    path = "/dev/zero"
+    if source == "a FIFO":
+        path = str(scratch.folder("fifo") / "pictures.png")
+        os.mkfifo(path)
+    row = refused(scratch, ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", path, *QUIET], 1,
+                  "not a picture file or a folder")  # fmt: skip
+    record(Row(row.command.replace(path, source), row.exit, row.says.replace(path, source), row.survived))
+
+
+def test_an_animated_gif_and_white_ink_on_transparent_paper(scratch: Scratch, record):
+    """an animated GIF, and white ink on transparent paper"""
+    folder = scratch.folder("frames")
+    images, _ = synthetic_digits(2, seed=1)
+    frames = [Image.fromarray(image).resize((84, 84)) for image in images]
+    frames[0].save(folder / "a_anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(folder / "b_first_frame.png")
+    white = Image.merge("RGBA", (*[Image.new("L", (84, 84), 255)] * 3, frames[1]))  # white ink, opaque only on the digit
+    white.save(folder / "c_white_on_transparent.png")
+    Image.fromarray(255 - np.asarray(frames[1])).save(folder / "d_dark_on_white.png")
+    result, rows = predict(scratch, str(folder))
+    assert result.returncode == 0 and len(rows) == 4, result.stderr[-2000:]
+    assert "first of its 2 frames" in result.stderr
+    gif, first, white_ink, dark_ink = (row[1:3] for row in sorted(rows))
+    assert gif == first and white_ink == dark_ink  # the same digits as their plain versions: not blank, not inverted
+    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "frames/"]), 0,
+               next(line.strip() for line in result.stderr.splitlines() if "frames" in line)[-150:],
+               "all read; each as its plain PNG twin reads"))  # fmt: skip

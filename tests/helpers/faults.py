@@ -125,7 +125,8 @@ def predict(s: Scratch, path: str, *extra: str, cwd: Path | None = None, **kwarg
     cwd = cwd or s.folder("predict")
     result = s.cli("predict", "--ckpt_path", str(s.best), "--data.predict_path", path, *QUIET, *extra, cwd=cwd, **kwargs)
     csv = cwd / "predictions.csv"
-    rows = [line.split(",") for line in csv.read_text().splitlines()[1:]] if csv.is_file() else []
+    lines = csv.read_text(errors="surrogateescape").splitlines()[1:] if csv.is_file() else []  # names as the OS gives them
+    rows = [line.split(",") for line in lines]
     return result, rows
 
 

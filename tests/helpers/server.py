@@ -14,12 +14,12 @@ from helpers.cli import cli_command, free_port
 class Server:
     """`mnist-lightning serve` in a process group of its own, up once /health answers."""
 
-    def __init__(self, ckpt: Path, cwd: Path) -> None:
+    def __init__(self, ckpt: Path, cwd: Path, *options: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
         with self.log.open("w") as log:
-            self.process = subprocess.Popen(cli_command("serve", "--ckpt_path", str(ckpt), "--port", str(self.port)),
+            self.process = subprocess.Popen(cli_command("serve", "--ckpt_path", str(ckpt), "--port", str(self.port), *options),
                                             cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         deadline = time.monotonic() + 120
         while True:
