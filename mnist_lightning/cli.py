@@ -26,15 +26,18 @@ from lightning.pytorch.cli import (
     SaveConfigCallback,
 )
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_info
 
 from mnist_lightning import failures, runs
 from mnist_lightning.callbacks import RNGState, SlurmRequeue
 from mnist_lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
-from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.data import RAW_FILES, MNISTDataModule, raw_dir
 from mnist_lightning.errors import UserError
+from mnist_lightning.files import refuse_overwriting_inputs
 from mnist_lightning.host import tune_host
 from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.predict import CSVPredictionWriter
+from mnist_lightning.runs import report_dir
 
 log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
 
@@ -62,16 +65,25 @@ class ExactSummary(ModelSummary):
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint, which on resume also knows its folder when the path was typed differently.
+    """Lightning's ModelCheckpoint, which on resume also knows its files when the run's folder
+    was moved or its path typed differently.
 
-    Lightning reloads the best-checkpoint tracking only when the saved folder's path
-    equals today's as a string (runs/mnist/x vs /home/me/runs/mnist/x would start over).
+    Lightning reloads the best-checkpoint tracking only when the saved folder's path equals
+    today's as a string (runs/mnist/x vs /home/me/runs/mnist/x, or a moved run, would start
+    over and leave two "best" files); the files it tracked are looked for in today's folder.
     """
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved = state_dict.get("dirpath")
-        if saved and self.dirpath and Path(saved).resolve() == Path(self.dirpath).resolve():
-            state_dict = {**state_dict, "dirpath": self.dirpath}
+        if saved and self.dirpath and saved != self.dirpath:
+            here = Path(self.dirpath)
+
+            def moved(path: str) -> str:
+                return str(here / Path(path).name) if path and (here / Path(path).name).is_file() else path
+
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          **{key: moved(state_dict.get(key, "")) for key in ("best_model_path", "kth_best_model_path", "last_model_path")},
+                          "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}}  # fmt: skip
         super().load_state_dict(state_dict)
 
 
@@ -96,10 +108,16 @@ class OneLineParser(LightningArgumentParser):
         sys.exit(2)
 
 
+def config_files(args: list[str]) -> list[str]:
+    """The files given with -c/--config (also as --config=FILE)."""
+    files = [value for flag, value in itertools.pairwise(args) if flag in ("-c", "--config")]
+    return files + [arg.split("=", 1)[1] for arg in args if arg.startswith(("--config=", "-c="))]
+
+
 def check_config_files(args: list[str]) -> None:
     """UserError naming a -c/--config file that is not valid YAML (the parser would say "<unicode string>")."""
-    for flag, value in itertools.pairwise(args):
-        if flag in ("-c", "--config") and Path(value).is_file():
+    for value in config_files(args):
+        if Path(value).is_file():
             try:
                 yaml.safe_load(Path(value).read_text())
             except yaml.YAMLError as err:
@@ -135,17 +153,21 @@ class MNISTTrainer(Trainer):
 
         Args:
             ckpt_path: The checkpoint; model and data settings are read from it.
-            output_dir: Where to write; default: report/ in the checkpoint's run directory.
+            output_dir: Where to write; default: report/ in the checkpoint's run folder, or
+                <checkpoint name>-report/ beside a checkpoint kept outside a run. Files that
+                an earlier report of another checkpoint (or anyone else) wrote there are never replaced.
         """
         # matplotlib and seaborn load only here
         from mnist_lightning.report import write_report
 
+        assert ckpt_path is not None  # parse_arguments refused a missing one
+        folder = report_dir(ckpt_path, output_dir)
         (results,) = self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         if self.is_global_zero:
             try:
-                write_report(model, datamodule, results["test_loss"], ckpt_path, output_dir)
+                write_report(model, datamodule, results["test_loss"], ckpt_path, folder)
             except OSError as err:
-                raise UserError(f"cannot write the report into {err.filename or output_dir}: {err.strerror}. "
+                raise UserError(f"cannot write the report into {err.filename or folder}: {err.strerror}. "
                                 "Free space, or choose another folder with --output_dir DIR") from err  # fmt: skip
 
     def export(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
@@ -162,7 +184,7 @@ class MNISTTrainer(Trainer):
         except ImportError as err:
             raise UserError(f"export needs {err.name}: pip install -e '.[export]'") from err
         assert ckpt_path is not None  # parse_arguments refused a missing one
-        path = Path(output) if output else Path(ckpt_path).with_suffix(f".{format}")
+        path = export_path(ckpt_path, output, format)
         try:
             export(from_checkpoint(model, datamodule, ckpt_path), path, format,
                    metadata(ckpt_path, datamodule.scale, datamodule.shift))  # fmt: skip
@@ -177,16 +199,18 @@ class MNISTTrainer(Trainer):
 
         Args:
             ckpt_path: The checkpoint to serve.
-            host: The address to listen on; 0.0.0.0 for every network interface.
-            port: The port: POST /predict classifies a picture, GET / is the drawing page.
-            workers: Inference processes.
+            host: The address to listen on: 127.0.0.1 (or localhost: this machine only), 0.0.0.0
+                (every IPv4 interface) or :: (every IPv6 interface).
+            port: The port, 1024 to 65535: POST /predict classifies a picture, GET / is the drawing page.
+            workers: Inference processes, at least 1.
         """
         try:  # LitServe loads only here
             from mnist_lightning.export import from_checkpoint
-            from mnist_lightning.serve import server
+            from mnist_lightning.serve import check_options, server
         except ImportError as err:
             raise UserError(f"serve needs {err.name}: pip install -e '.[serve]'") from err
         assert ckpt_path is not None  # parse_arguments refused a missing one
+        host = check_options(host, port, workers)
         served = server(from_checkpoint(model, datamodule, ckpt_path), workers)
         print(f"Serving {ckpt_path} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
         served.run(host=host, port=port, generate_client_file=False)
@@ -258,8 +282,8 @@ class MNISTCLI(LightningCLI):
         """Replaced by parse_arguments: Lightning's copies the checkpoint's settings over the command line."""
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        if args is None or isinstance(args, list):
-            check_config_files(list(sys.argv[1:] if args is None else args))
+        argv = list(sys.argv[1:] if args is None else args) if args is None or isinstance(args, list) else []
+        check_config_files(argv)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
@@ -286,10 +310,12 @@ class MNISTCLI(LightningCLI):
             subparser.exit_on_error = True
         subparser.set_defaults({f"{group}.{k}": v for group, values in saved.items() for k, v in values.items()})
         super().parse_arguments(parser, args)
-        if subcommand == "fit" and bool(saved["model"].get("one_cycle")) != self.config.fit.model.one_cycle:
-            was = str(bool(saved["model"].get("one_cycle"))).lower()
-            raise UserError(f"{ckpt_path} was trained with one_cycle {was}; resume it with --model.one_cycle {was}, "
-                            "or start a new run without --ckpt_path")  # fmt: skip
+        config = self.config[subcommand]
+        if subcommand == "fit":
+            check_resume(ckpt_path, checkpoint, saved, config)
+        else:
+            refuse_other_weight_settings(ckpt_path, saved, config)
+        refuse_overwriting_inputs(outputs(subcommand, config, ckpt_path), inputs(argv, config, ckpt_path))
 
     def before_instantiate_classes(self) -> None:
         """Points the run logger at the run this command belongs to."""
@@ -312,6 +338,8 @@ class MNISTCLI(LightningCLI):
         if run is not None:
             logger.init_args.save_dir, logger.init_args.name, logger.init_args.version = str(run.parent.parent), run.parent.name, run.name
             runs.ACTIVE.append(run)
+            if self.subcommand == "fit" and run.is_dir() and is_first_process():
+                self.run_lock = runs.hold(run)  # open until the process ends
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -335,9 +363,89 @@ class MNISTCLI(LightningCLI):
         return trainer
 
 
+def is_first_process() -> bool:
+    """Whether this is rank 0 of a job, from the variables launchers set (ranks are known before the Trainer)."""
+    return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"))
+
+
 def _settings(hparams: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """Saved hyperparameters as settings: keys starting with "_" are LightningCLI's bookkeeping."""
     return {k: v for k, v in hparams.items() if not k.startswith("_") and k not in drop}
+
+
+# Settings the weights only mean something with: an evaluation or export with others computes
+# something else (today the input scaling; a setting of this kind added later belongs here).
+WEIGHT_SETTINGS = {"data": ("standardize",)}
+# Settings whose change on resume changes what the run computes, said when they change
+# (the model's: MNISTClassifier; the trainer's are compared with the run's config.yaml).
+RESUME_SETTINGS = {"data": ("batch_size", "val_split", "standardize", "augment"),
+                   "trainer": ("precision", "accumulate_grad_batches", "gradient_clip_val", "deterministic")}  # fmt: skip
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def refuse_other_weight_settings(ckpt_path: str, saved: dict[str, dict], config: Namespace) -> None:
+    """UserError when an evaluation or export is told other WEIGHT_SETTINGS than its checkpoint's."""
+    for group, names in WEIGHT_SETTINGS.items():
+        for name in names:
+            if name in saved[group] and config[group][name] != saved[group][name]:
+                raise UserError(f"{ckpt_path} was trained with --{group}.{name} {_shown(saved[group][name])}, but this "
+                                f"command sets {_shown(config[group][name])}: the weights expect the input they were "
+                                f"trained on. Leave --{group}.{name} out (the checkpoint's is used)")  # fmt: skip
+
+
+def check_resume(ckpt_path: str, checkpoint: dict[str, Any], saved: dict[str, dict], config: Namespace) -> None:
+    """A resume that cannot work is refused; settings changed on resume that change the result are said."""
+    if bool(saved["model"].get("one_cycle")) != config.model.one_cycle:
+        was = str(bool(saved["model"].get("one_cycle"))).lower()
+        raise UserError(f"{ckpt_path} was trained with one_cycle {was}; resume it with --model.one_cycle {was}, "
+                        "or start a new run without --ckpt_path")  # fmt: skip
+    done = checkpoint.get("epoch", 0) + 1
+    max_epochs = config.trainer.max_epochs
+    if max_epochs is not None and 0 <= max_epochs < done:
+        raise UserError(f"{ckpt_path} has trained {done} epoch(s); --trainer.max_epochs {max_epochs} is fewer, so "
+                        f"nothing would be trained and the run's config.yaml would say {max_epochs}. Give more than {done}")  # fmt: skip
+    run = runs.run_of_checkpoint(ckpt_path)
+    trained = yaml.safe_load((run / "config.yaml").read_text()) if run and (run / "config.yaml").is_file() else {}
+    saved = {**saved, "trainer": (trained or {}).get("trainer") or {}}
+    changed = [f"{name} {_shown(saved[group][name])} -> {_shown(config[group][name])}"
+               for group, names in RESUME_SETTINGS.items() for name in names
+               if name in saved[group] and config[group][name] != saved[group][name]]  # fmt: skip
+    if changed:
+        rank_zero_info(f"Resuming with new data and trainer settings: {', '.join(changed)}")
+
+
+def inputs(argv: list[str], config: Namespace, ckpt_path: str) -> list[Path]:
+    """What a command reads: the checkpoint, the config files and the MNIST files (pictures: CSVPredictionWriter)."""
+    data = raw_dir(config.data.data_dir)
+    return [Path(ckpt_path), *map(Path, config_files(argv)), *(data / name for name in RAW_FILES)]
+
+
+def outputs(subcommand: str, config: Namespace, ckpt_path: str) -> dict[str, Path]:
+    """The files a command writes, by the option that names them (`fit` writes only into its run)."""
+    if subcommand == "predict" and config.prediction_writer.output != "-":
+        return {"--prediction_writer.output": Path(config.prediction_writer.output)}
+    if subcommand == "export":
+        return {"--output": export_path(ckpt_path, config.output, config.format)}
+    if subcommand == "report":
+        from mnist_lightning.report import REPORT_FILES, check_report_dir
+
+        folder = report_dir(ckpt_path, config.output_dir)
+        check_report_dir(folder, ckpt_path)
+        return {f"--output_dir {folder}:": folder / name for name in REPORT_FILES}
+    return {}
+
+
+def export_path(ckpt_path: str, output: str | None, fmt: str) -> Path:
+    """Where `export` writes: --output, or beside the checkpoint; a name ending in the other format's suffix is refused."""
+    path = Path(output) if output else Path(ckpt_path).with_suffix(f".{fmt}")
+    other = {".onnx", ".pt2"} - {f".{fmt}"}
+    if path.suffix in other:
+        raise UserError(f"--output {output} ends in {path.suffix}, but --format is {fmt}: name it .{fmt}, "
+                        f"or give --format {path.suffix[1:]}")  # fmt: skip
+    return path
 
 
 def needs_checkpoint(subcommand: str) -> str:

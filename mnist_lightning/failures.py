@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -68,7 +69,7 @@ def run_reporting_failures(command: Callable[[], object]) -> None:
     except BaseException as err:
         if isinstance(err, SystemExit) and not RECEIVED and err.code in (None, 0):
             raise  # --help, --print_config
-        if os.environ.get("MNIST_LIGHTNING_DEBUG"):
+        if os.environ.get("MNIST_LIGHTNING_DEBUG", "").lower() not in ("", "0", "false", "no"):
             raise
         message = stopped_message(RECEIVED[0]) if RECEIVED else explain(err)
         runs.discard_empty_runs()
@@ -112,4 +113,4 @@ def stopped_message(signum: int) -> str:
         return f"stopped by {name} before the first epoch ended; nothing was saved"
     epochs = torch.load(newest, map_location="cpu", weights_only=True).get("epoch", 0) + 1
     return (f"stopped by {name}; {newest} holds the {epochs} finished epoch(s). "
-            f"Resume: mnist-lightning fit -c {Path(run, 'config.yaml')} --ckpt_path {newest}")
+            f"Resume: mnist-lightning fit -c {shlex.quote(str(Path(run, 'config.yaml')))} --ckpt_path {shlex.quote(str(newest))}")

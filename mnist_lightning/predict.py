@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +16,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from mnist_lightning.errors import UserError
-from mnist_lightning.files import write_text
+from mnist_lightning.files import refuse_overwriting_inputs, write_text
 
 
 class CSVPredictionWriter(BasePredictionWriter):
@@ -25,6 +27,7 @@ class CSVPredictionWriter(BasePredictionWriter):
 
     Args:
         output: The CSV file; replaced atomically, an older file stays intact on failure.
+            `-` writes the CSV to stdout (and the summary to stderr); a device or FIFO is written into.
         threshold: Answers with a confidence below this are marked `doubtful` and counted
             in the summary: look at those pictures yourself.
     """
@@ -35,6 +38,12 @@ class CSVPredictionWriter(BasePredictionWriter):
             raise UserError(f"--prediction_writer.threshold must lie between 0 and 1, got {threshold}")
         self.output = output
         self.threshold = threshold
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Refuses, before predicting, an output that is one of the pictures (the data module has found them)."""
+        if self.output != "-":
+            pictures = getattr(trainer.datamodule, "predict_files", [])
+            refuse_overwriting_inputs({"--prediction_writer.output": self.output}, pictures)
 
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any], batch_indices: Sequence[Any]
@@ -52,12 +61,17 @@ class CSVPredictionWriter(BasePredictionWriter):
         writer.writerow([*header, "prediction", "confidence", "doubtful"])
         for row, p, c in zip(rows, predicted.tolist(), confidence.tolist()):
             writer.writerow([*row, p, f"{c:.4f}", "true" if c < self.threshold else "false"])
+        summary = summarize(predicted, confidence, header, rows, self.output, self.threshold)
+        if self.output == "-":  # the CSV alone on stdout, for a pipe
+            sys.stdout.write(buffer.getvalue().encode(errors="surrogateescape").decode(errors="replace"))
+            print(summary, file=sys.stderr)
+            return
         try:
             write_text(self.output, buffer.getvalue())
         except OSError as err:
             raise UserError(f"cannot write {err.filename or self.output}: {err.strerror}. Free space, or choose "
                             "another file with --prediction_writer.output FILE; an older file there is intact") from err  # fmt: skip
-        print(summarize(predicted, confidence, header, rows, self.output, self.threshold))
+        print(summary)
 
 
 def summarize(predicted: Tensor, confidence: Tensor, header: list[str], rows: list[list[Any]], output: str,
@@ -76,7 +90,8 @@ def summarize(predicted: Tensor, confidence: Tensor, header: list[str], rows: li
                                for name, part in (("sure", ~doubtful), ("doubtful", doubtful)) if part.any()))  # fmt: skip
     else:
         for (path,), p, c in list(zip(rows, predicted.tolist(), confidence.tolist()))[:10]:
-            lines.append(f"  {path}: {p} ({c:.2f}{', doubtful' if c < threshold else ''})")
+            shown = os.fsencode(path).decode(errors="replace")  # a name that is not UTF-8 prints too
+            lines.append(f"  {shown}: {p} ({c:.2f}{', doubtful' if c < threshold else ''})")
         if len(rows) > 10:
             lines.append(f"  ... {len(rows) - 10} more in {output}")
     return "\n".join(lines)

@@ -16,9 +16,10 @@ from torchmetrics.functional.classification import (
 
 from mnist_lightning import plots
 from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.errors import UserError
 from mnist_lightning.files import write_text
 from mnist_lightning.module import MNISTClassifier
-from mnist_lightning.runs import metric
+from mnist_lightning.runs import metric, run_of_checkpoint
 
 
 def scalar_events(run_dir: Path) -> dict[str, list]:
@@ -65,25 +66,50 @@ def summary(metrics: dict) -> str:
     ])  # fmt: skip
 
 
-def write_report(
-    model: MNISTClassifier, datamodule: MNISTDataModule, test_loss: float, ckpt_path: str, output_dir: str | None
-) -> Path:
-    """After a `test` run of `model`: metrics.json and the figures, into output_dir."""
-    run_dir = Path(ckpt_path).resolve().parent.parent  # <run>/checkpoints/<file>.ckpt
-    out = Path(output_dir) if output_dir else run_dir / "report"
+REPORT_FILES = ("metrics.json", "confusion_matrix.png", "learning_curves.png", "samples.png", "misclassified.png")
+
+
+def earlier_report(folder: Path, ckpt_path: str | Path) -> list[str]:
+    """The files an earlier report of this checkpoint wrote into folder (its metrics.json lists them)."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(metrics, dict) or metrics.get("checkpoint") != str(Path(ckpt_path).resolve()):
+        return []
+    return [name for name in metrics.get("files", []) if name in REPORT_FILES]
+
+
+def check_report_dir(folder: Path, ckpt_path: str | Path) -> None:
+    """UserError if folder holds a file a report writes that no earlier report of this checkpoint wrote."""
+    ours = earlier_report(folder, ckpt_path)
+    theirs = [name for name in REPORT_FILES if (folder / name).is_symlink() or (folder / name).exists()]
+    theirs = [name for name in theirs if name not in ours]
+    if theirs:
+        raise UserError(f"{folder} already holds {', '.join(theirs)}, not written by a report of {ckpt_path}; "
+                        "report replaces nothing else: choose another folder with --output_dir DIR")  # fmt: skip
+
+
+def write_report(model: MNISTClassifier, datamodule: MNISTDataModule, test_loss: float, ckpt_path: str, out: Path) -> Path:
+    """After a `test` run of `model`: metrics.json and the figures, into the folder out."""
+    run_dir = run_of_checkpoint(ckpt_path)
     probabilities = torch.cat(model.test_probabilities).float().cpu()
     assert datamodule.test_set is not None
     labels, images = datamodule.test_set.labels, datamodule.test_set.images[:, 0].numpy()
     metrics = class_metrics(model.test_confusion_matrix, probabilities, labels, test_loss)
+    scalars = run_scalars(run_dir) if run_dir else {}
+    curves = any(tag in scalars for tag in ("train_loss", "val_loss"))
+    written = [name for name in REPORT_FILES if curves or name != "learning_curves.png"]
+    ours = earlier_report(out, ckpt_path)  # check_report_dir has refused a folder holding anything else
+    metrics = {**metrics, "checkpoint": str(Path(ckpt_path).resolve()), "files": written}
     write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     plots.save(plots.confusion_figure(np.array(metrics["confusion_matrix"])), out / "confusion_matrix.png")
-
-    scalars = run_scalars(run_dir)
-    if any(tag in scalars for tag in ("train_loss", "val_loss")):
+    if curves:
         plots.save(plots.curves_figure(scalars), out / "learning_curves.png")
     else:
-        (out / "learning_curves.png").unlink(missing_ok=True)  # an earlier report's curves are not this run's
-        print(f"No training curves in {run_dir} (no event files there): learning_curves.png skipped")
+        if "learning_curves.png" in ours:  # the same checkpoint's earlier curves would now be stale
+            (out / "learning_curves.png").unlink(missing_ok=True)
+        print(f"No training curves for {ckpt_path} (it is not in a run with event files): learning_curves.png skipped")
 
     confidence, predicted = probabilities.max(1)
     pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:32]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+import os
 import re
 import shutil
 import time
@@ -11,6 +13,8 @@ from pathlib import Path
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+
+from mnist_lightning.errors import UserError
 
 RUNS_DIR = "runs"
 # The run directories this process created, so that a command that fails before it
@@ -103,6 +107,7 @@ class RunLogger(TensorBoardLogger):
             except FileExistsError:
                 continue
             CLAIMED.append(run)
+            self.lock = hold(run)
             return run.name
         raise AssertionError("unreachable")
 
@@ -134,6 +139,33 @@ def run_of_checkpoint(ckpt_path: str | Path) -> Path | None:
     return None
 
 
+def hold(run: Path) -> int:
+    """Locks the run folder for this process, or UserError naming the process that holds it.
+
+    An flock on <run>/.lock, which the OS releases when the process ends, however it ends;
+    the returned descriptor must stay open while the run is written.
+    """
+    fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UserError(f"the run {run} is being written by process {holder}; wait for it to end "
+                        "(two processes writing one run would mix their checkpoints and curves)") from None  # fmt: skip
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def report_dir(ckpt_path: str | Path, output_dir: str | Path | None = None) -> Path:
+    """Where `report` writes: output_dir, else report/ in the checkpoint's run, else <stem>-report/ beside it."""
+    if output_dir:
+        return Path(output_dir)
+    run = run_of_checkpoint(ckpt_path)
+    return run / "report" if run else Path(ckpt_path).with_name(f"{Path(ckpt_path).stem}-report")
+
+
 def discard_empty_runs() -> None:
     """Removes the runs this process created that hold no checkpoint: a failed command leaves no run behind."""
     for run in CLAIMED:
@@ -143,10 +175,11 @@ def discard_empty_runs() -> None:
 
 def best_checkpoint_hint(save_dir: str | Path = RUNS_DIR) -> Path | None:
     """The best checkpoint of the run that saved last under save_dir (or its last.ckpt when it has no best)."""
-    newest_file = max(Path(save_dir).glob("*/*/checkpoints/*.ckpt"), key=lambda p: p.stat().st_mtime, default=None)
+    files = [p for p in Path(save_dir).glob("*/*/checkpoints/*.ckpt") if p.is_file()]  # no folders, no dangling links
+    newest_file = max(files, key=lambda p: p.stat().st_mtime, default=None)
     if newest_file is None:
         return None
     newest = newest_file.parent.parent
-    checkpoints = sorted((newest / "checkpoints").glob("*.ckpt"))
+    checkpoints = sorted(p for p in (newest / "checkpoints").glob("*.ckpt") if p.is_file())
     best = [c for c in checkpoints if c.name != "last.ckpt"]
     return (best or checkpoints)[-1]

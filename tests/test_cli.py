@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import lightning as L
 import pytest
@@ -15,6 +16,7 @@ from mnist_lightning import cli as cli_module
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.cli import MNISTCLI, ExactSummary
 from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.errors import UserError
 from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.predict import CSVPredictionWriter
 from mnist_lightning.quiet import QuietLightning
@@ -166,3 +168,76 @@ def test_every_shipped_config_maps_onto_the_classes(config, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     cli = MNISTCLI(args=["-c", str(config)], run=False)
     assert isinstance(cli.model, MNISTClassifier) and isinstance(cli.datamodule, MNISTDataModule)
+
+
+@pytest.mark.parametrize("command", ["validate", "test", "predict", "report", "export", "serve"])
+def test_an_evaluation_may_not_change_the_scaling_the_weights_were_trained_with(command, tiny_checkpoint, tmp_path,
+                                                                                   monkeypatch, capsys):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli_module.main([command, "--ckpt_path", str(tiny_checkpoint), "--data.standardize", "true"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "--data.standardize false, but this command sets true" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_that_do_not_change_the_result_stay_free(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(MNISTCLI, "_run_subcommand", lambda self, subcommand: None)  # set up, do not run
+    cli = MNISTCLI(args=["test", "--ckpt_path", str(tiny_checkpoint), "--data.eval_batch_size", "7", "--data.num_workers", "1"])
+    assert (cli.datamodule.eval_batch_size, cli.datamodule.num_workers) == (7, 1)
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--format", "pt2", "--output", "x.onnx"], "--output x.onnx ends in .onnx, but --format is pt2"),
+    (["--format", "onnx", "--output", "x.pt2"], "--output x.pt2 ends in .pt2, but --format is onnx"),
+])  # fmt: skip
+def test_export_refuses_a_file_name_of_the_other_format(args, fragment, tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        cli_module.main(["export", "--ckpt_path", str(tiny_checkpoint), *args])
+    assert fragment in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
+def test_a_config_given_with_an_equals_sign_is_named_when_broken(tmp_path, monkeypatch, capsys):
+    (tmp_path / "bad.yaml").write_text("trainer:\n  max_epochs: [1\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        cli_module.main(["fit", "--config=bad.yaml"])
+    assert "config file bad.yaml is not valid YAML at line 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("value", "debugging"), [("0", False), ("", False), ("false", False), ("1", True), ("yes", True)])
+def test_debugging_is_on_only_when_asked_for(value, debugging, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_LIGHTNING_DEBUG", value)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError if debugging else SystemExit):  # the traceback's exception, or the one-line exit
+        cli_module.main(["test", "--ckpt_path", "nowhere.ckpt"])
+
+
+def test_a_dangling_last_checkpoint_and_a_folder_named_ckpt_are_not_offered(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "runs" / "mnist" / "r" / "checkpoints"
+    run.mkdir(parents=True)
+    (run / "epoch01-val_acc0.9000.ckpt").write_bytes(b"x")
+    (run / "last.ckpt").symlink_to(run / "gone.ckpt")
+    (run / "x.ckpt").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        cli_module.main(["test"])
+    assert capsys.readouterr().err.endswith("(the best of the newest run is runs/mnist/r/checkpoints/epoch01-val_acc0.9000.ckpt)\n")
+
+
+@pytest.mark.parametrize("kind", ["config", "mnist"])
+def test_an_output_over_a_config_or_mnist_file_is_refused(kind, tiny_checkpoint, synthetic_mnist, tmp_path, monkeypatch,
+                                                          capsys):  # fmt: skip
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_mnist[0], data)
+    config = tmp_path / "predict.yaml"
+    config.write_text(f"data:\n  data_dir: {data}\n")
+    target = config if kind == "config" else data / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    before = target.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        cli_module.main(["predict", "-c", str(config), "--ckpt_path", str(tiny_checkpoint), "--prediction_writer.output",
+                         str(target)])  # fmt: skip
+    assert "an input of this command" in capsys.readouterr().err and target.read_bytes() == before

@@ -38,7 +38,7 @@ def test_a_stop_before_anything_was_saved(monkeypatch):
 
 
 def test_a_stopped_fit_names_its_last_checkpoint_and_the_resume_command(tmp_path, monkeypatch):
-    run = tmp_path / "runs" / "mnist" / "r"
+    run = tmp_path / "my runs" / "mnist" / "r"
     (run / "checkpoints").mkdir(parents=True)
     monkeypatch.setattr(failures, "COMMAND", ["fit"])
     monkeypatch.setattr(runs, "CLAIMED", [run])
@@ -46,7 +46,8 @@ def test_a_stopped_fit_names_its_last_checkpoint_and_the_resume_command(tmp_path
     torch.save({"epoch": 2}, run / "checkpoints" / "last.ckpt")
     message = failures.stopped_message(signal.SIGHUP)
     assert message.startswith("stopped by SIGHUP") and "holds the 3 finished epoch(s)" in message
-    assert message.endswith(f"Resume: mnist-lightning fit -c {run / 'config.yaml'} --ckpt_path {run / 'checkpoints' / 'last.ckpt'}")
+    # quoted for a shell: the path has a space
+    assert message.endswith(f"Resume: mnist-lightning fit -c '{run / 'config.yaml'}' --ckpt_path '{run / 'checkpoints' / 'last.ckpt'}'")
 
 
 def test_a_failure_ends_with_one_line_and_exit_status_1(capsys):

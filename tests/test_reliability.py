@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.cli import CONFIG, QUIET, cli, cli_command, only_run
+from helpers.cli import CONFIG, QUIET, Started, cli, cli_command, free_port, only_run
 from helpers.mnist import write_mnist
 from helpers.runs import assert_same_run
 
@@ -74,3 +74,25 @@ def test_two_process_ddp_matches_one_process_evaluation(synthetic_mnist, tmp_pat
     single = run_scalars(only_run(tmp_path))  # validate adds its results to the same run
     assert ddp_scalars["val_acc"][-1] == single["validate_acc"][0]
     assert ddp_scalars["val_loss"][-1] == pytest.approx(single["validate_loss"][0], rel=1e-5)
+
+
+def test_two_nodes_on_one_machine_train_one_run(synthetic_mnist, tmp_path):
+    """What a 2-node cluster job runs: one process a node, each told its NODE_RANK; one run folder,
+    one set of checkpoints, and the metrics a single process computes from them."""
+    port = str(free_port())
+    nodes = [Started(*fit_args(synthetic_mnist[0], "--trainer.max_epochs", "2", "--trainer.num_nodes", "2",
+                               "--trainer.devices", "1", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp"),
+                     cwd=tmp_path, env={"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(rank),
+                                        "WORLD_SIZE": "2"})
+             for rank in (0, 1)]  # fmt: skip
+    results = [node.finish(timeout=600) for node in nodes]
+    assert [r.returncode for r in results] == [0, 0], results[1].stderr[-3000:]
+    run = only_run(tmp_path)
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert len(checkpoints) == 2 and "last.ckpt" in checkpoints, checkpoints
+    logged = run_scalars(run)
+    validate = cli("validate", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), *QUIET, cwd=tmp_path)
+    assert validate.returncode == 0, validate.stderr[-3000:]
+    single = run_scalars(only_run(tmp_path))
+    assert logged["val_acc"][-1] == single["validate_acc"][0] and logged["val_acc"][-1] > 0.5
+    assert logged["val_loss"][-1] == pytest.approx(single["validate_loss"][0], rel=1e-5)

@@ -61,3 +61,19 @@ def test_class_metrics_from_a_known_confusion():
     lines = summary(metrics).splitlines()
     assert lines[0] == "Test accuracy 0.8333, loss 0.2500 on 6 images"
     assert lines[2].endswith("(true -> predicted): 0->1 x1")
+
+
+def test_a_report_replaces_only_what_a_report_of_the_same_checkpoint_wrote(tmp_path):
+    from mnist_lightning.errors import UserError
+    from mnist_lightning.report import check_report_dir
+
+    ckpt = tmp_path / "model.ckpt"
+    check_report_dir(tmp_path / "new", ckpt)  # a new folder
+    (tmp_path / "metrics.json").write_text(json.dumps({"checkpoint": str(ckpt.resolve()), "files": ["metrics.json", "samples.png"]}))
+    (tmp_path / "samples.png").write_bytes(b"")
+    check_report_dir(tmp_path, ckpt)  # its own earlier report
+    (tmp_path / "learning_curves.png").write_bytes(b"someone's")
+    with pytest.raises(UserError, match="already holds learning_curves.png, not written by a report of"):
+        check_report_dir(tmp_path, ckpt)
+    with pytest.raises(UserError, match="metrics.json, learning_curves.png, samples.png"):
+        check_report_dir(tmp_path, tmp_path / "another.ckpt")

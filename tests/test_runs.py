@@ -3,10 +3,14 @@ together, checkpoints traced back to their run, and the tag names the report rea
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from lightning.pytorch.utilities import rank_zero_only
 
 from mnist_lightning import runs
+from mnist_lightning.errors import UserError
 
 
 @pytest.mark.parametrize(("metric", "tag"), [
@@ -59,3 +63,23 @@ def test_a_failed_command_leaves_no_empty_run(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "CLAIMED", [empty, saved])
     runs.discard_empty_runs()
     assert not empty.exists() and saved.is_dir()
+
+
+def test_a_run_is_held_by_one_process_at_a_time(tmp_path):
+    first = runs.hold(tmp_path)
+    try:
+        with pytest.raises(UserError, match=f"the run {tmp_path} is being written by process {os.getpid()}"):
+            runs.hold(tmp_path)  # a second open file: flock refuses it as it would another process
+    finally:
+        os.close(first)
+    os.close(runs.hold(tmp_path))  # released: the next writer gets it
+
+
+def test_the_report_folder_follows_the_checkpoints_run(tmp_path):
+    run = tmp_path / "runs" / "mnist" / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("x: 1\n")
+    assert runs.report_dir(run / "checkpoints" / "best.ckpt") == run / "report"
+    assert runs.report_dir(run / "hpc_ckpt_2.ckpt") == run / "report"  # SLURM's requeue checkpoint
+    assert runs.report_dir(tmp_path / "models" / "mine.ckpt") == tmp_path / "models" / "mine-report"  # outside a run
+    assert runs.report_dir(run / "checkpoints" / "best.ckpt", "out") == Path("out")

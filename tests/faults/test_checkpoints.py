@@ -130,3 +130,16 @@ def test_test_without_a_checkpoint(scratch: Scratch, record):
     row = refused(scratch, ["test", *QUIET], 1, "needs a trained network", cwd=cwd, survived="runs untouched")
     assert row.says.endswith(f"(the best of the newest run is {best.relative_to(cwd)})")
     record(row)
+
+
+def test_without_a_checkpoint_when_last_is_a_dangling_link(scratch: Scratch, record):
+    """`test` without --ckpt_path, the newest run's last.ckpt a dangling link and a folder named x.ckpt"""
+    cwd = scratch.folder("dangling")
+    checkpoints = cwd / "runs" / "mnist" / "2026-01-01_00-00-00" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "epoch03-val_acc0.9900.ckpt").write_bytes(scratch.best.read_bytes())
+    (checkpoints / "last.ckpt").symlink_to(checkpoints / "gone.ckpt")
+    (checkpoints / "x.ckpt").mkdir()
+    row = refused(scratch, ["test", *QUIET], 1, "needs a trained network", "epoch03-val_acc0.9900.ckpt", cwd=cwd,
+                  survived="runs untouched")  # fmt: skip
+    record(row)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +91,109 @@ def test_disk_full_while_writing_predictions(scratch: Scratch, record, tmpfs: Pa
     row = refused(scratch, args, 1, "No space left on device", "--prediction_writer.output")
     assert old.read_text() == "old\n"
     record(Row(row.command, row.exit, row.says, "the old predictions.csv, whole"))
+
+
+# --- an output must never destroy an input, whatever the spelling
+
+
+def _spellings(scratch: Scratch, target: Path, name: str) -> dict[str, str]:
+    """The same file as a relative path with `..`, through a symbolic link and through a hard link."""
+    links = scratch.folder(f"links-{name}")
+    (links / "soft").symlink_to(target)
+    os.link(target, links / "hard")
+    return {"..": os.path.relpath(target, links / "sub"), "symlink": str(links / "soft"), "hard link": str(links / "hard")}
+
+
+def test_export_over_its_checkpoint(scratch: Scratch, record):
+    """`export --output` the checkpoint it reads, through a symbolic link (other spellings: tests/test_files.py)"""
+    spelling = "symlink"
+    ckpt = scratch.root / "keep" / "model.ckpt"
+    ckpt.parent.mkdir(exist_ok=True)
+    ckpt.write_bytes(scratch.best.read_bytes())
+    before = ckpt.read_bytes()
+    output = _spellings(scratch, ckpt, "export")[spelling]
+    cwd = scratch.root / "links-export" / "sub"
+    cwd.mkdir(exist_ok=True)
+    row = refused(scratch, ["export", "--ckpt_path", str(ckpt), "--output", output], 1, "--output", "an input of this command",
+                  cwd=cwd, survived="the checkpoint, byte for byte")  # fmt: skip
+    assert ckpt.read_bytes() == before
+    record(row)
+
+
+@pytest.mark.parametrize("what", ["a picture"])  # the checkpoint: the export case; config and MNIST files: tests/test_cli.py
+def test_predictions_over_an_input(scratch: Scratch, record, what: str):
+    """`predict --prediction_writer.output` an input of the command"""
+    keep = scratch.folder(f"keep-{what.replace(' ', '-')}")
+    data = keep / "data"
+    shutil.copytree(scratch.data, data)
+    ckpt = keep / "model.ckpt"
+    ckpt.write_bytes(scratch.best.read_bytes())
+    pictures = keep / "pictures"
+    shutil.copytree(scratch.pictures(), pictures)
+    config = keep / "predict.yaml"
+    config.write_text(f"data:\n  data_dir: {data}\n")
+    target = {"the checkpoint": ckpt, "a picture": next(pictures.iterdir()), "the config file": config,
+              "an MNIST file": data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"}[what]  # fmt: skip
+    before = target.read_bytes()
+    source = ["--data.predict_path", str(pictures)] if what == "a picture" else []
+    args = ["predict", "-c", str(config), "--ckpt_path", str(ckpt), *source, "--prediction_writer.output", str(target), *QUIET]
+    row = refused(scratch, args, 1, "an input of this command", survived=f"{what}, byte for byte")
+    assert target.read_bytes() == before
+    record(Row(row.command.replace(str(keep) + "/", ""), row.exit, row.says.replace(str(keep) + "/", ""), row.survived))
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "a FIFO"])  # a symbolic link: tests/test_files.py
+def test_predictions_into_what_is_not_a_regular_file(scratch: Scratch, record, target: str):
+    """`predict --prediction_writer.output` a device, a FIFO or a symbolic link"""
+    cwd = scratch.folder(f"special-{target.replace(' ', '-').replace('/', '')}")
+    args = ["predict", "--ckpt_path", str(scratch.best), *QUIET]
+    if target == "/dev/null":
+        result = scratch.cli(*args, "--prediction_writer.output", "/dev/null", cwd=cwd)
+        assert result.returncode == 0 and Path("/dev/null").is_char_device(), result.stderr[-2000:]
+        survived = "/dev/null, still the device"
+    elif target == "a FIFO":
+        fifo = cwd / "fifo.csv"
+        os.mkfifo(fifo)
+        reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
+        result = scratch.cli(*args, "--prediction_writer.output", str(fifo), cwd=cwd)
+        streamed = reader.communicate(timeout=60)[0]
+        assert result.returncode == 0 and stat.S_ISFIFO(fifo.stat().st_mode), result.stderr[-2000:]
+        assert len(streamed.splitlines()) == 1 + 100  # the CSV came through the pipe
+        survived = "the FIFO, which carried the 101 lines"
+    else:
+        real = cwd / "real.csv"
+        real.write_text("old\n")
+        (cwd / "link.csv").symlink_to(real)
+        result = scratch.cli(*args, "--prediction_writer.output", str(cwd / "link.csv"), cwd=cwd)
+        assert result.returncode == 0 and (cwd / "link.csv").is_symlink(), result.stderr[-2000:]
+        assert len(real.read_text().splitlines()) == 101
+        survived = "the link, still a link; its target holds the predictions"
+    record(Row(scratch.shown([*args[:3], "--prediction_writer.output", target]), 0, "(writes into it)", survived))
+
+
+def test_predictions_to_stdout(scratch: Scratch, record):
+    """`predict --prediction_writer.output -`"""
+    cwd = scratch.folder("stdout")
+    args = ["predict", "--ckpt_path", str(scratch.best), "--prediction_writer.output", "-", *QUIET]
+    result = scratch.cli(*args, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "index,label,prediction,confidence,doubtful" and len(lines) == 101  # the CSV alone on stdout
+    assert "Predicted 100 image(s)" in result.stderr and list(cwd.iterdir()) == []
+    record(Row(scratch.shown(args), 0, "(the CSV on stdout, the summary on stderr)", "no file written"))
+
+
+def test_report_into_a_folder_of_other_files(scratch: Scratch, record):
+    """`report --output_dir` a folder holding files a report would write, not from this checkpoint"""
+    out = scratch.folder("others")
+    (out / "learning_curves.png").write_bytes(b"someone's figure")
+    args = ["report", "--ckpt_path", str(scratch.best), "--output_dir", str(out), *QUIET]
+    row = refused(scratch, args, 1, "learning_curves.png", "--output_dir", survived="runs: their file, byte for byte")
+    assert (out / "learning_curves.png").read_bytes() == b"someone's figure"
+    record(row)
+
+
+def test_export_to_a_name_of_the_other_format(scratch: Scratch, record):
+    """`export --format pt2 --output x.onnx`"""
+    record(refused(scratch, ["export", "--ckpt_path", str(scratch.best), "--format", "pt2", "--output", "x.onnx"], 1,
+                   "--output x.onnx ends in .onnx, but --format is pt2"))  # fmt: skip

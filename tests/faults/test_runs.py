@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -42,15 +46,27 @@ def _resume(run: Path, *extra: str) -> list[str]:
             "--trainer.max_epochs", "2", *extra, *QUIET]  # fmt: skip
 
 
-def test_resume_with_a_new_learning_rate(scratch: Scratch, record):
-    """`fit --ckpt_path last.ckpt --model.lr 0.01`"""
+def test_resume_with_new_settings(scratch: Scratch, record):
+    """`fit --ckpt_path last.ckpt` with a new learning rate, batch size and precision"""
     cwd, run = _resumable(scratch, "lr", "mnist.yaml")
-    args = _resume(run, "--model.lr", "0.01")
+    args = _resume(run, "--model.lr", "0.01", "--data.batch_size", "16", "--trainer.precision", "bf16-mixed")
     result = scratch.cli(*args, cwd=cwd)
     assert result.returncode == 0 and "Resuming with new settings: lr 0.001 -> 0.01" in result.stderr, result.stderr[-2000:]
+    said = next((line for line in result.stderr.splitlines() if "new data and trainer settings" in line), "")
+    assert "batch_size 128 -> 16" in said and "-> bf16-mixed" in said, result.stderr[-2000:]
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == 0.01 and saved["hyper_parameters"]["lr"] == 0.01
-    record(Row(scratch.shown(args), 0, "Resuming with new settings: lr 0.001 -> 0.01", "the same run, trained on at lr 0.01"))
+    record(Row(scratch.shown(args), 0, "Resuming with new settings: lr 0.001 -> 0.01; ... data and trainer settings: "
+               "batch_size 128 -> 16, precision ...", "the same run, trained on with the new settings"))  # fmt: skip
+
+
+def test_resume_with_fewer_epochs_than_done(scratch: Scratch, record):
+    """`fit --ckpt_path last.ckpt --trainer.max_epochs` below the epochs the run has trained"""
+    cwd, run = _resumable(scratch, "fewer", "mnist.yaml", "--trainer.max_epochs", "2")
+    before = (run / "config.yaml").read_text()
+    record(refused(scratch, _resume(run, "--trainer.max_epochs", "1"), 1, "max_epochs 1", "2 epoch", cwd=cwd,
+                   survived="runs: the run and its config.yaml untouched"))  # fmt: skip
+    assert (run / "config.yaml").read_text() == before
 
 
 def test_a_1cycle_run_resumed_with_more_epochs(scratch: Scratch, record):
@@ -86,13 +102,63 @@ def test_nan_loss_in_epoch_2(scratch: Scratch, record):
     assert checkpoint["epoch"] == 0 and all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
 
 
-def test_a_report_written_twice_into_one_folder(scratch: Scratch, record):
-    """evaluating on a run: a report written twice into one folder"""
-    out = scratch.folder("twice")
-    loose = out / "model.ckpt"  # outside a run: no curves to draw
-    (out / "learning_curves.png").write_bytes(b"an older report's curves")
-    loose.write_bytes(scratch.best.read_bytes())
-    args = ["report", "--ckpt_path", str(loose), "--output_dir", str(out), *QUIET]
-    result = scratch.cli(*args, cwd=out)
-    assert result.returncode == 0 and not (out / "learning_curves.png").exists(), result.stderr[-2000:]
-    record(Row(scratch.shown(args), 0, "No training curves ... learning_curves.png skipped", "no stale learning_curves.png"))
+def test_a_report_written_twice_beside_a_checkpoint(scratch: Scratch, record):
+    """`report` of a checkpoint outside a run, twice, beside someone's own report/ folder"""
+    home = scratch.folder("home")
+    (home / "models").mkdir()
+    ckpt = home / "models" / "mine.ckpt"
+    ckpt.write_bytes(scratch.best.read_bytes())
+    theirs = home / "report"  # where the report used to go: the checkpoint's grandparent
+    theirs.mkdir()
+    (theirs / "metrics.json").write_text('{"mine": true}')
+    (theirs / "learning_curves.png").write_bytes(b"my own figure")
+    args = ["report", "--ckpt_path", str(ckpt), *QUIET]
+    ours = home / "models" / "mine-report"
+    for attempt in range(2):  # the second replaces what the first wrote, and nothing else
+        result = scratch.cli(*args, cwd=home / "models")
+        assert result.returncode == 0, result.stderr[-2000:]
+        (ours / "notes.txt").write_text("mine")
+    assert json.loads((ours / "metrics.json").read_text())["checkpoint"] == str(ckpt)
+    assert (ours / "notes.txt").read_text() == "mine" and not (ours / "learning_curves.png").exists()  # no curves: no run
+    assert (theirs / "metrics.json").read_text() == '{"mine": true}' and (theirs / "learning_curves.png").is_file()
+    record(Row(scratch.shown(args).replace("home/", ""), 0, "Report written to models/mine-report",
+               "the user's report/ untouched; the second report replaced the first, the folder's other files kept"))  # fmt: skip
+
+
+def _held(lock: Path) -> bool:
+    """Whether a process holds the run's lock (an flock, which dies with its holder)."""
+    if not lock.is_file():
+        return False
+    with lock.open() as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(file, fcntl.LOCK_UN)
+        return False
+
+
+def test_a_second_fit_of_a_run_being_written(scratch: Scratch, record):
+    """a second `fit --ckpt_path` of a run that another fit is writing"""
+    cwd, run = _resumable(scratch, "held", "mnist.yaml")
+    first = Started(*_resume(run, "--trainer.max_epochs", "50", "--data.data_dir", str(scratch.big_data)), cwd=cwd)
+    first.wait_for(lambda: _held(run / ".lock"))
+    args = _resume(run, "--trainer.max_epochs", "3")
+    try:
+        row = refused(scratch, args, 1, str(run), f"process {first.process.pid}", cwd=cwd, survived="runs: the run, written by the first")
+    finally:
+        first.stop(signal.SIGTERM)
+    record(Row(scratch.shown(args), row.exit, row.says.replace(str(first.process.pid), "PID"), row.survived))
+
+
+def test_a_moved_run_resumed(scratch: Scratch, record):
+    """a run folder moved elsewhere, then resumed"""
+    _, run = _resumable(scratch, "before-move", "mnist.yaml")
+    moved = scratch.folder("after-move") / "runs" / "mnist" / run.name
+    shutil.move(run, moved)
+    args = _resume(moved, "--trainer.max_epochs", "3")
+    result = scratch.cli(*args, cwd=moved.parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    best = [p.name for p in (moved / "checkpoints").glob("epoch*.ckpt")]
+    assert len(best) == 1, best  # the best of the three epochs, not one best per folder it lived in
+    record(Row(scratch.shown(args), 0, "(trains on)", f"one best checkpoint ({best[0]}) and last.ckpt"))

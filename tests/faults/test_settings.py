@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-from helpers.cli import QUIET, runs_in
+from helpers.cli import CONFIG, QUIET, runs_in
 from helpers.faults import MEMORY_CAP_KB, Row, Scratch, many_test_images, refused
 
 GROUP = "settings"
@@ -60,3 +62,54 @@ def test_a_batch_too_big_for_memory(scratch: Scratch, record):
             "--data.eval_batch_size", "1000000"]  # fmt: skip
     row = refused(scratch, args, 1, "out of memory", "--data.eval_batch_size", memory_kb=MEMORY_CAP_KB)
     record(Row(row.command + f"  (ulimit -v {MEMORY_CAP_KB})", row.exit, row.says, row.survived))
+
+
+@pytest.fixture(scope="module")
+def standardized(scratch: Scratch) -> Path:
+    """A checkpoint trained with --data.standardize true (one epoch)."""
+    cwd = scratch.folder("standardized")
+    result = scratch.cli(*scratch.fit_args("--trainer.max_epochs", "1", "--data.standardize", "true"), cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return runs_in(cwd)[0] / "checkpoints" / "last.ckpt"
+
+
+def test_an_export_that_would_change_the_scaling(scratch: Scratch, record, standardized: Path):
+    """`export -c configs/mnist.yaml` of a checkpoint trained with --data.standardize true (the other
+    evaluations: tests/test_cli.py)"""
+    command = "export"
+    args = [command, "-c", str(CONFIG), "--ckpt_path", str(standardized), *QUIET]
+    row = refused(scratch, args, 1, "standardize", "true", "false", survived="runs: nothing new")
+    record(Row(row.command.replace(str(standardized.parents[4]) + "/", ""), row.exit, row.says, row.survived))
+
+
+def test_an_evaluation_takes_the_scaling_from_its_checkpoint(scratch: Scratch, record, standardized: Path):
+    """`export` of a checkpoint trained with --data.standardize true, no config"""
+    out = scratch.folder("scaled") / "m.pt2"
+    args = ["export", "--ckpt_path", str(standardized), "--output", str(out), "--format", "pt2"]
+    result = scratch.cli(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    from mnist_lightning.export import read_pt2_metadata
+
+    assert read_pt2_metadata(out)["scaling"] == f"pixels * {1 / (255 * 0.3081)!r} + {-0.1307 / 0.3081!r}, inside the graph"
+    record(Row("mnist-lightning export --ckpt_path standardized.ckpt --format pt2", 0, "(exports)",
+               "the graph scales as in training: (x/255 - 0.1307) / 0.3081"))  # fmt: skip
+
+
+def test_a_broken_config_given_with_an_equals_sign(scratch: Scratch, record):
+    """`fit --config=bad.yaml`, a config file with a YAML syntax error"""
+    bad = scratch.root / "bad.yaml"
+    bad.write_text("trainer:\n  max_epochs: [1\n")
+    record(refused(scratch, ["fit", f"--config={bad}"], 1, "bad.yaml", "line 3"))
+
+
+def test_debugging_switched_off_with_zero(scratch: Scratch, record):
+    """MNIST_LIGHTNING_DEBUG=0 (off, as 0 says)"""
+    args = ["test", "--ckpt_path", str(scratch.root / "nowhere.ckpt"), *QUIET]
+    row = refused(scratch, args, 1, "does not exist", env={"MNIST_LIGHTNING_DEBUG": "0"})
+    record(Row("MNIST_LIGHTNING_DEBUG=0 " + row.command, row.exit, row.says, row.survived))
+
+
+def test_serve_on_an_address_litserve_does_not_listen_on(scratch: Scratch, record):
+    """`serve --host` a LAN address (the accepted ones: tests/test_serve.py)"""
+    record(refused(scratch, ["serve", "--ckpt_path", str(scratch.best), "--host", "192.168.1.5"], 1, "--host 192.168.1.5",
+                   "0.0.0.0"))  # fmt: skip

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shlex
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import QUIET, Started, last_line, runs_in
+from helpers.cli import QUIET, Started, cli_command, last_line, runs_in
 from helpers.faults import Row, Scratch, many_test_images, one_line
 
 GROUP = "signals"
@@ -25,19 +25,22 @@ def _long_fit(scratch: Scratch, data=None) -> list[str]:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP],
                          ids=[f"{s.name} during `fit`" for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)])  # fmt: skip
 def test_a_stopping_signal_during_fit(scratch: Scratch, record, signum: signal.Signals):
-    cwd = scratch.folder(f"sig{signum}")
+    cwd = scratch.folder(f"signal {signum}")  # a space in the path: the printed command must still paste
     fit = Started(*_long_fit(scratch), cwd=cwd)
     fit.wait_for(lambda: bool(list(cwd.glob("runs/mnist/*/checkpoints/last.ckpt"))))
     result = fit.stop(signum)
     one_line(result, 128 + signum, f"stopped by {signum.name}", "last.ckpt", "Resume: mnist-lightning fit -c")
     (run,) = runs_in(cwd)
     done = int(last_line(result).split(" holds the ")[1].split()[0])  # finished epochs
-    resume = shlex.split(last_line(result).split("Resume: mnist-lightning ")[1])
-    resumed = scratch.cli(*resume, "--trainer.max_epochs", str(done + 1), *QUIET, cwd=cwd)
+    command = last_line(result).split("Resume: ")[1]
+    path = f"{Path(cli_command()[0]).parent}:{os.environ['PATH']}"  # the installed command, as in the user's shell
+    resumed = subprocess.run(f"{command} --trainer.max_epochs {done + 1} {' '.join(QUIET)}", shell=True, cwd=cwd,
+                             capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "PATH": path})  # fmt: skip
     assert resumed.returncode == 0 and runs_in(cwd) == [run], resumed.stderr[-2000:]
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == done  # one more epoch, same run
-    record(Row(f"kill -{signum.name[3:]} during `mnist-lightning fit`", result.returncode, last_line(result),
-               "last.ckpt of the last epoch; the printed command resumes it in the same run"))  # fmt: skip
+    record(Row(f"kill -{signum.name[3:]} during `mnist-lightning fit` in a folder with a space", result.returncode,
+               last_line(result).replace(str(cwd) + "/", ""),
+               "last.ckpt of the last epoch; the printed command, pasted into a shell, resumes it in the same run"))  # fmt: skip
 
 
 def test_sigterm_before_the_first_epoch_ends(scratch: Scratch, record):
