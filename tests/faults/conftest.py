@@ -36,7 +36,8 @@ def record(request: pytest.FixtureRequest):
         if table:
             node = request.node
             doc = " ".join((node.function.__doc__ or "").split())  # the case; a parametrized one has its id
-            case = doc or (node.callspec.id if hasattr(node, "callspec") else node.name)
+            param = node.callspec.id if hasattr(node, "callspec") else ""
+            case = f"{doc} ({param})" if doc and param else doc or param or node.name
             group = getattr(request.module, "GROUP", request.module.__name__)
             entry = {"file": node.path.name, "order": node.session.items.index(node), "input": f"{group}: {case}",
                      **dataclasses.asdict(row)}  # fmt: skip

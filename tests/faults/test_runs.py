@@ -157,7 +157,9 @@ def test_a_moved_run_resumed(scratch: Scratch, record):
     moved = scratch.folder("after-move") / "runs" / "mnist" / run.name
     shutil.move(run, moved)
     args = _resume(moved, "--trainer.max_epochs", "3")
-    result = scratch.cli(*args, cwd=moved.parents[2])
+    elsewhere = moved.parents[2] / "elsewhere"  # the saved folder's path now leads nowhere
+    elsewhere.mkdir()
+    result = scratch.cli(*args, cwd=elsewhere)
     assert result.returncode == 0, result.stderr[-2000:]
     best = [p.name for p in (moved / "checkpoints").glob("epoch*.ckpt")]
     assert len(best) == 1, best  # the best of the three epochs, not one best per folder it lived in

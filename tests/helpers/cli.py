@@ -71,8 +71,14 @@ class Started:
         return self.finish(timeout)
 
     def finish(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Waits for the end: the result as `cli` gives it."""
-        self.process.wait(timeout=timeout)
+        """Waits for the end: the result as `cli` gives it. A command that does not end is killed, and
+        the failure shows what it had printed."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"it did not end within {timeout} s; stderr: {self.stderr[-3000:]}") from None
         for reader in self._readers:
             reader.join(timeout=30)
         return subprocess.CompletedProcess(self.process.args, self.process.returncode, self.stdout, self.stderr)
