@@ -26,9 +26,20 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]  # no temporary file left
 
 
-def test_a_device_is_written_into_not_replaced():
-    write_text("/dev/null", "rows\n")
-    assert Path("/dev/null").is_char_device()
+def null_device(folder: Path) -> Path:
+    """A device node like /dev/null in folder (never the machine's own: a bug here would replace it)."""
+    node = folder / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    return node
+
+
+def test_a_device_is_written_into_not_replaced(tmp_path):
+    device = null_device(tmp_path)
+    write_text(device, "rows\n")
+    assert device.is_char_device() and [p.name for p in tmp_path.iterdir()] == ["null"]
 
 
 def test_a_fifo_carries_the_text_and_stays_a_fifo(tmp_path):
