@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import runpy
 import shutil
+import sys
 
 import lightning as L
 import pytest
@@ -241,3 +244,14 @@ def test_an_output_over_a_config_or_mnist_file_is_refused(kind, tiny_checkpoint,
         cli_module.main(["predict", "-c", str(config), "--ckpt_path", str(tiny_checkpoint), "--prediction_writer.output",
                          str(target)])  # fmt: skip
     assert "an input of this command" in capsys.readouterr().err and target.read_bytes() == before
+
+
+def test_python_dash_m_runs_the_command(monkeypatch, capsys):
+    """`python -m mnist_lightning` is the console script: its help, exit status 0."""
+    monkeypatch.setattr(sys, "argv", ["mnist_lightning", "--help"])
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            runpy.run_module("mnist_lightning", run_name="__main__")
+    finally:
+        gc.unfreeze()  # the console freezes what exists for a quick exit; this process goes on
+    assert exit_.value.code == 0 and "MNIST digit classifier" in capsys.readouterr().out

@@ -144,7 +144,7 @@ def test_predictions_over_an_input(scratch: Scratch, record, what: str):
 
 @pytest.mark.parametrize("target", ["/dev/null", "a FIFO"])  # a symbolic link: tests/test_files.py
 def test_predictions_into_what_is_not_a_regular_file(scratch: Scratch, record, target: str):
-    """`predict --prediction_writer.output` a device, a FIFO or a symbolic link"""
+    """`predict --prediction_writer.output` a device or a FIFO"""
     cwd = scratch.folder(f"special-{target.replace(' ', '-').replace('/', '')}")
     args = ["predict", "--ckpt_path", str(scratch.best), *QUIET]
     if target == "/dev/null":  # a node of the same device: a bug must not replace the machine's own
