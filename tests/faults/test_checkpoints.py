@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.cli import QUIET
-from helpers.faults import MEMORY_CAP_KB, Row, Scratch, refused
+from helpers.faults import MEMORY_CAP_KB, Row, Scratch, check_refused
 
 GROUP = "checkpoint"
 pytestmark = pytest.mark.slow
@@ -23,31 +23,31 @@ def _test(path: Path | str) -> list[str]:
 
 def test_missing_file(scratch: Scratch, record):
     """missing file"""
-    record(refused(scratch, _test(scratch.root / "nowhere.ckpt"), 1, "does not exist", "look in the run's checkpoints/"))
+    record(check_refused(scratch, _test(scratch.root / "nowhere.ckpt"), 1, "does not exist", "look in the run's checkpoints/"))
 
 
 def test_a_folder(scratch: Scratch, record):
     """a folder"""
-    record(refused(scratch, _test(scratch.run), 1, "is a folder", str(scratch.run / "checkpoints")))
+    record(check_refused(scratch, _test(scratch.run), 1, "is a folder", str(scratch.run / "checkpoints")))
 
 
 def test_truncated_to_half(scratch: Scratch, record):
     """truncated to half"""
     path = scratch.root / "half.ckpt"
     path.write_bytes(scratch.best.read_bytes()[: scratch.best.stat().st_size // 2])
-    record(refused(scratch, _test(path), 1, "not a readable checkpoint"))
+    record(check_refused(scratch, _test(path), 1, "not a readable checkpoint"))
 
 
 def test_empty_file(scratch: Scratch, record):
     """empty file"""
     (scratch.root / "empty.ckpt").write_bytes(b"")
-    record(refused(scratch, _test(scratch.root / "empty.ckpt"), 1, "not a readable checkpoint"))
+    record(check_refused(scratch, _test(scratch.root / "empty.ckpt"), 1, "not a readable checkpoint"))
 
 
 def test_random_bytes(scratch: Scratch, record):
     """random bytes"""
     (scratch.root / "noise.ckpt").write_bytes(np.random.default_rng(0).bytes(10_000))
-    record(refused(scratch, _test(scratch.root / "noise.ckpt"), 1, "not a readable checkpoint"))
+    record(check_refused(scratch, _test(scratch.root / "noise.ckpt"), 1, "not a readable checkpoint"))
 
 
 class _Evil:
@@ -63,7 +63,7 @@ def test_pickled_code(scratch: Scratch, record):
     marker = scratch.root / "pwned"
     path = scratch.root / "evil.ckpt"
     torch.save({"state_dict": {}, "x": _Evil(str(marker))}, path)
-    row = refused(scratch, _test(path), 1, "refused to load", "could run code")
+    row = check_refused(scratch, _test(path), 1, "refused to load", "could run code")
     assert not marker.exists(), "the pickled code ran"
     record(Row(row.command, row.exit, row.says, "the code did not run"))
 
@@ -81,7 +81,7 @@ def test_a_zip_bomb_under_a_memory_cap(scratch: Scratch, record):
             chunk = bytes(64 * 2**20)
             for _ in range(48):
                 entry.write(chunk)
-    row = refused(scratch, _test(path), 1, "refused", "unpacks to 3,0", memory_kb=MEMORY_CAP_KB)
+    row = check_refused(scratch, _test(path), 1, "refused", "unpacks to 3,0", memory_kb=MEMORY_CAP_KB)
     record(Row(row.command + f"  (ulimit -v {MEMORY_CAP_KB})", row.exit, row.says, "nothing unpacked"))
 
 
@@ -114,20 +114,20 @@ EDITED = [
 
 @pytest.mark.parametrize(("name", "edit", "fragments"), EDITED)
 def test_an_edited_checkpoint(scratch: Scratch, record, name, edit, fragments):
-    record(refused(scratch, _test(scratch.checkpoint(name, edit)), 1, *fragments))
+    record(check_refused(scratch, _test(scratch.checkpoint(name, edit)), 1, *fragments))
 
 
 def test_a_torch_file_that_is_not_a_checkpoint(scratch: Scratch, record):
     """a torch file that is not a checkpoint"""
     torch.save(torch.zeros(3), scratch.root / "tensor.pt")
-    record(refused(scratch, _test(scratch.root / "tensor.pt"), 1, "not a Lightning checkpoint"))
+    record(check_refused(scratch, _test(scratch.root / "tensor.pt"), 1, "not a Lightning checkpoint"))
 
 
 def test_test_without_a_checkpoint(scratch: Scratch, record):
     """`test` without --ckpt_path"""
     (best,) = (scratch.run / "checkpoints").glob("epoch*.ckpt")
     cwd = scratch.run.parents[2]
-    row = refused(scratch, ["test", *QUIET], 1, "needs a trained network", cwd=cwd, survived="runs untouched")
+    row = check_refused(scratch, ["test", *QUIET], 1, "needs a trained network", cwd=cwd, survived="runs untouched")
     assert row.says.endswith(f"(the best of the newest run is {best.relative_to(cwd)})")
     record(row)
 
@@ -140,6 +140,6 @@ def test_without_a_checkpoint_when_last_is_a_dangling_link(scratch: Scratch, rec
     (checkpoints / "epoch03-val_acc0.9900.ckpt").write_bytes(scratch.best.read_bytes())
     (checkpoints / "last.ckpt").symlink_to(checkpoints / "gone.ckpt")
     (checkpoints / "x.ckpt").mkdir()
-    row = refused(scratch, ["test", *QUIET], 1, "needs a trained network", "epoch03-val_acc0.9900.ckpt", cwd=cwd,
+    row = check_refused(scratch, ["test", *QUIET], 1, "needs a trained network", "epoch03-val_acc0.9900.ckpt", cwd=cwd,
                   survived="runs untouched")  # fmt: skip
     record(row)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.faults import Scratch, refused
+from helpers.faults import Scratch, check_refused
 from helpers.mnist import write_idx
 
 GROUP = "data"
@@ -17,14 +17,14 @@ pytestmark = pytest.mark.slow
 
 def test_no_mnist_and_downloads_off(scratch: Scratch, record):
     """no MNIST and downloads off"""
-    record(refused(scratch, [*scratch.fit_args(data=scratch.root / "nothing"), "--data.download", "false"], 1,
+    record(check_refused(scratch, [*scratch.fit_args(data=scratch.root / "nothing"), "--data.download", "false"], 1,
                    "Put the four files"))  # fmt: skip
 
 
 def test_data_dir_is_a_file(scratch: Scratch, record):
     """--data.data_dir is a file"""
     (scratch.root / "afile").write_text("x")
-    record(refused(scratch, scratch.fit_args("--data.download", "true", data=scratch.root / "afile"), 1, "--data.data_dir"))
+    record(check_refused(scratch, scratch.fit_args("--data.download", "true", data=scratch.root / "afile"), 1, "--data.data_dir"))
 
 
 def _cut(f: Path) -> None:
@@ -56,6 +56,6 @@ def test_damaged_files(scratch: Scratch, record, damage: Callable[[Path], None],
     damaged = data / "MNIST" / "raw" / "train-images-idx3-ubyte"
     damage(damaged)
     before = {p.name: p.read_bytes() for p in damaged.parent.iterdir()}
-    record(refused(scratch, scratch.fit_args("--data.download", "false", data=data), 1, fragment,
+    record(check_refused(scratch, scratch.fit_args("--data.download", "false", data=data), 1, fragment,
                    survived="the files untouched"))  # fmt: skip
     assert {p.name: p.read_bytes() for p in damaged.parent.iterdir()} == before

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import QUIET
-from helpers.faults import Row, Scratch, refused
+from helpers.faults import Row, Scratch, check_refused
 
 GROUP = "outputs"
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ def test_runs_is_a_file(scratch: Scratch, record):
     """runs/ is a file"""
     cwd = scratch.folder("runsfile")
     (cwd / "runs").write_text("a file")
-    row = refused(scratch, scratch.fit_args("--trainer.max_epochs", "1"), 1, "cannot write", "save_dir", cwd=cwd)
+    row = check_refused(scratch, scratch.fit_args("--trainer.max_epochs", "1"), 1, "cannot write", "save_dir", cwd=cwd)
     assert (cwd / "runs").read_text() == "a file"
     record(Row(row.command, row.exit, row.says, "the file untouched"))
 
@@ -30,7 +30,7 @@ def test_report_folder_inside_a_file(scratch: Scratch, record):
     """report --output_dir inside a file"""
     (scratch.root / "afile").write_text("x")
     args = ["report", "--ckpt_path", str(scratch.best), "--output_dir", str(scratch.root / "afile" / "report"), *QUIET]
-    record(refused(scratch, args, 1, "--output_dir", survived="runs untouched"))
+    record(check_refused(scratch, args, 1, "--output_dir", survived="runs untouched"))
 
 
 def test_predictions_inside_a_file(scratch: Scratch, record):
@@ -38,7 +38,7 @@ def test_predictions_inside_a_file(scratch: Scratch, record):
     (scratch.root / "afile").write_text("x")
     args = ["predict", "--ckpt_path", str(scratch.best), "--prediction_writer.output", str(scratch.root / "afile" / "p.csv"),
             *QUIET]  # fmt: skip
-    record(refused(scratch, args, 1, "--prediction_writer.output"))
+    record(check_refused(scratch, args, 1, "--prediction_writer.output"))
 
 
 def test_a_file_name_of_250_bytes(scratch: Scratch, record):
@@ -54,7 +54,7 @@ def test_a_file_name_of_250_bytes(scratch: Scratch, record):
 def test_a_file_name_of_256_bytes(scratch: Scratch, record):
     """an output file name of 256 bytes"""
     args = ["predict", "--ckpt_path", str(scratch.best), "--prediction_writer.output", "p" * 252 + ".csv", *QUIET]
-    row = refused(scratch, args, 1, "File name too long")
+    row = check_refused(scratch, args, 1, "File name too long")
     record(Row("mnist-lightning predict --ckpt_path CKPT --prediction_writer.output ppp…p.csv (256 bytes)", row.exit,
                row.says, row.survived))  # fmt: skip
 
@@ -76,7 +76,7 @@ def test_disk_full_while_writing_a_checkpoint(scratch: Scratch, record, tmpfs: P
     """disk full while writing a checkpoint (a 2 MB file system)"""
     cwd = scratch.folder("full")
     args = scratch.fit_args("--trainer.max_epochs", "1", "--trainer.logger.init_args.save_dir", str(tmpfs))
-    row = refused(scratch, args, 1, "No space left on device", cwd=cwd)
+    row = check_refused(scratch, args, 1, "No space left on device", cwd=cwd)
     assert not [p for p in tmpfs.rglob("*") if p.name.startswith(".mnist-lightning-")], "a temporary file was left"
     record(Row(row.command, row.exit, row.says, "no partial file"))
 
@@ -88,7 +88,7 @@ def test_disk_full_while_writing_predictions(scratch: Scratch, record, tmpfs: Pa
     old.write_text("old\n")
     (tmpfs / "filler").write_bytes(b"x" * (60 * 1024))
     args = ["predict", "--ckpt_path", str(scratch.best), "--prediction_writer.output", str(old), *QUIET]
-    row = refused(scratch, args, 1, "No space left on device", "--prediction_writer.output")
+    row = check_refused(scratch, args, 1, "No space left on device", "--prediction_writer.output")
     assert old.read_text() == "old\n"
     record(Row(row.command, row.exit, row.says, "the old predictions.csv, whole"))
 
@@ -114,7 +114,7 @@ def test_export_over_its_checkpoint(scratch: Scratch, record):
     output = _spellings(scratch, ckpt, "export")[spelling]
     cwd = scratch.root / "links-export" / "sub"
     cwd.mkdir(exist_ok=True)
-    row = refused(scratch, ["export", "--ckpt_path", str(ckpt), "--output", output], 1, "--output", "an input of this command",
+    row = check_refused(scratch, ["export", "--ckpt_path", str(ckpt), "--output", output], 1, "--output", "an input of this command",
                   cwd=cwd, survived="the checkpoint, byte for byte")  # fmt: skip
     assert ckpt.read_bytes() == before
     record(row)
@@ -137,7 +137,7 @@ def test_predictions_over_an_input(scratch: Scratch, record, what: str):
     before = target.read_bytes()
     source = ["--data.predict_path", str(pictures)] if what == "a picture" else []
     args = ["predict", "-c", str(config), "--ckpt_path", str(ckpt), *source, "--prediction_writer.output", str(target), *QUIET]
-    row = refused(scratch, args, 1, "an input of this command", survived=f"{what}, byte for byte")
+    row = check_refused(scratch, args, 1, "an input of this command", survived=f"{what}, byte for byte")
     assert target.read_bytes() == before
     record(Row(row.command.replace(str(keep) + "/", ""), row.exit, row.says.replace(str(keep) + "/", ""), row.survived))
 
@@ -193,12 +193,12 @@ def test_report_into_a_folder_of_other_files(scratch: Scratch, record):
     out = scratch.folder("others")
     (out / "learning_curves.png").write_bytes(b"someone's figure")
     args = ["report", "--ckpt_path", str(scratch.best), "--output_dir", str(out), *QUIET]
-    row = refused(scratch, args, 1, "learning_curves.png", "--output_dir", survived="runs: their file, byte for byte")
+    row = check_refused(scratch, args, 1, "learning_curves.png", "--output_dir", survived="runs: their file, byte for byte")
     assert (out / "learning_curves.png").read_bytes() == b"someone's figure"
     record(row)
 
 
 def test_export_to_a_name_of_the_other_format(scratch: Scratch, record):
     """`export --format pt2 --output x.onnx`"""
-    record(refused(scratch, ["export", "--ckpt_path", str(scratch.best), "--format", "pt2", "--output", "x.onnx"], 1,
+    record(check_refused(scratch, ["export", "--ckpt_path", str(scratch.best), "--format", "pt2", "--output", "x.onnx"], 1,
                    "--output x.onnx ends in .onnx, but --format is pt2"))  # fmt: skip

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.cli import QUIET
-from helpers.faults import MEMORY_CAP_KB, Row, Scratch, predict, refused, warning_about
+from helpers.faults import MEMORY_CAP_KB, Row, Scratch, check_refused, predict, warning_about
 from helpers.mnist import synthetic_digits
 from PIL import Image
 
@@ -124,14 +124,14 @@ def test_looping_links(scratch: Scratch, record, pattern: str, shown: str):
 
 def test_an_empty_predict_path(scratch: Scratch, record):
     """--data.predict_path \"\" """
-    row = refused(scratch, ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", "", *QUIET], 1, "is empty")
+    row = check_refused(scratch, ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", "", *QUIET], 1, "is empty")
     record(Row(row.command + ' ""', row.exit, row.says, row.survived))
 
 
 def test_a_pattern_that_matches_nothing(scratch: Scratch, record):
     """a pattern that matches nothing"""
     args = ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", str(scratch.root / "*.jpeg"), *QUIET]
-    record(refused(scratch, args, 1, "no such file"))
+    record(check_refused(scratch, args, 1, "no such file"))
 
 
 def test_a_checkpoint_that_carries_an_old_predict_path(scratch: Scratch, record):
@@ -188,7 +188,7 @@ def test_a_predict_path_that_is_no_picture_file(scratch: Scratch, record, source
     if source == "a FIFO":
         path = str(scratch.folder("fifo") / "pictures.png")
         os.mkfifo(path)
-    row = refused(scratch, ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", path, *QUIET], 1,
+    row = check_refused(scratch, ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", path, *QUIET], 1,
                   "not a picture file or a folder")  # fmt: skip
     record(Row(row.command.replace(path, source), row.exit, row.says.replace(path, source), row.survived))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.cli import CONFIGS, QUIET, Started, runs_in
-from helpers.faults import Row, Scratch, refused
+from helpers.faults import Row, Scratch, check_refused
 
 GROUP = "runs"
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ def test_resume_with_fewer_epochs_than_done(scratch: Scratch, record):
     """`fit --ckpt_path last.ckpt --trainer.max_epochs` below the epochs the run has trained"""
     cwd, run = _resumable(scratch, "fewer", "mnist.yaml", "--trainer.max_epochs", "2")
     before = (run / "config.yaml").read_text()
-    record(refused(scratch, _resume(run, "--trainer.max_epochs", "1"), 1, "max_epochs 1", "2 epoch", cwd=cwd,
+    record(check_refused(scratch, _resume(run, "--trainer.max_epochs", "1"), 1, "max_epochs 1", "2 epoch", cwd=cwd,
                    survived="runs: the run and its config.yaml untouched"))  # fmt: skip
     assert (run / "config.yaml").read_text() == before
 
@@ -86,7 +86,7 @@ def test_a_1cycle_run_resumed_without_it(scratch: Scratch, record):
     """a 1cycle run resumed with one_cycle false"""
     cwd, run = _resumable(scratch, "toggle", "fast.yaml")
     before = (run / "checkpoints" / "last.ckpt").read_bytes()
-    record(refused(scratch, _resume(run, "--model.one_cycle", "false"), 1, "one_cycle true", cwd=cwd,
+    record(check_refused(scratch, _resume(run, "--model.one_cycle", "false"), 1, "one_cycle true", cwd=cwd,
                    survived="runs: the run untouched"))  # fmt: skip
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
 
@@ -95,7 +95,7 @@ def test_nan_loss_in_epoch_2(scratch: Scratch, record):
     """NaN loss in epoch 2"""
     cwd = scratch.folder("nan")
     args = scratch.fit_args("--trainer.max_epochs", "3", "--trainer.callbacks+=helpers.poison.PoisonWeights")
-    record(refused(scratch, args, 1, "became NaN or infinite in epoch 1", "last good checkpoint, last.ckpt, is intact",
+    record(check_refused(scratch, args, 1, "became NaN or infinite in epoch 1", "last good checkpoint, last.ckpt, is intact",
                    cwd=cwd, env={"PYTHONPATH": str(TESTS)}, survived="runs: last.ckpt of epoch 1"))  # fmt: skip
     (run,) = runs_in(cwd)
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
@@ -145,7 +145,7 @@ def test_a_second_fit_of_a_run_being_written(scratch: Scratch, record):
     first.wait_for(lambda: _held(run / ".lock"))
     args = _resume(run, "--trainer.max_epochs", "3")
     try:
-        row = refused(scratch, args, 1, str(run), f"process {first.process.pid}", cwd=cwd, survived="runs: the run, written by the first")
+        row = check_refused(scratch, args, 1, str(run), f"process {first.process.pid}", cwd=cwd, survived="runs: the run, written by the first")
     finally:
         first.stop(signal.SIGTERM)
     record(Row(scratch.shown(args), row.exit, row.says.replace(str(first.process.pid), "PID"), row.survived))

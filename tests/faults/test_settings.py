@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.cli import CONFIG, QUIET, runs_in
-from helpers.faults import MEMORY_CAP_KB, Row, Scratch, many_test_images, refused
+from helpers.faults import MEMORY_CAP_KB, Row, Scratch, check_refused, many_test_images
 
 GROUP = "settings"
 pytestmark = pytest.mark.slow
@@ -24,13 +24,13 @@ pytestmark = pytest.mark.slow
     pytest.param(["--trainer.max_epochs", "-2"], 1, "max_epochs", id="--trainer.max_epochs -2"),
 ])  # fmt: skip
 def test_refused_setting(scratch: Scratch, record, options, status, fragment):
-    record(refused(scratch, scratch.fit_args(*options), status, fragment))
+    record(check_refused(scratch, scratch.fit_args(*options), status, fragment))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
 def test_a_gpu_without_a_gpu(scratch: Scratch, record):
     """--trainer.accelerator gpu without a GPU"""
-    record(refused(scratch, scratch.fit_args("--trainer.accelerator", "gpu"), 1, "gpu", "--trainer"))
+    record(check_refused(scratch, scratch.fit_args("--trainer.accelerator", "gpu"), 1, "gpu", "--trainer"))
 
 
 def test_bf16_with_gradient_clipping(scratch: Scratch, record):
@@ -48,19 +48,19 @@ def test_a_yaml_syntax_error(scratch: Scratch, record):
     """a config file with a YAML syntax error"""
     bad = scratch.root / "bad.yaml"
     bad.write_text("trainer:\n  max_epochs: [1\n")
-    record(refused(scratch, ["fit", "-c", str(bad)], 1, "bad.yaml", "line 3"))
+    record(check_refused(scratch, ["fit", "-c", str(bad)], 1, "bad.yaml", "line 3"))
 
 
 def test_a_config_file_that_does_not_exist(scratch: Scratch, record):
     """a config file that does not exist"""
-    record(refused(scratch, ["fit", "-c", str(scratch.root / "nope.yaml")], 2, "nope.yaml"))
+    record(check_refused(scratch, ["fit", "-c", str(scratch.root / "nope.yaml")], 2, "nope.yaml"))
 
 
 def test_a_batch_too_big_for_memory(scratch: Scratch, record):
     """a batch too big for memory, under `ulimit -v`"""
     args = ["test", "--ckpt_path", str(scratch.best), *QUIET, "--data.data_dir", str(many_test_images(scratch)),
             "--data.eval_batch_size", "1000000"]  # fmt: skip
-    row = refused(scratch, args, 1, "out of memory", "--data.eval_batch_size", memory_kb=MEMORY_CAP_KB)
+    row = check_refused(scratch, args, 1, "out of memory", "--data.eval_batch_size", memory_kb=MEMORY_CAP_KB)
     record(Row(row.command + f"  (ulimit -v {MEMORY_CAP_KB})", row.exit, row.says, row.survived))
 
 
@@ -78,7 +78,7 @@ def test_an_export_that_would_change_the_scaling(scratch: Scratch, record, stand
     evaluations: tests/test_cli.py)"""
     command = "export"
     args = [command, "-c", str(CONFIG), "--ckpt_path", str(standardized), *QUIET]
-    row = refused(scratch, args, 1, "standardize", "true", "false", survived="runs: nothing new")
+    row = check_refused(scratch, args, 1, "standardize", "true", "false", survived="runs: nothing new")
     record(Row(row.command.replace(str(standardized.parents[4]) + "/", ""), row.exit, row.says, row.survived))
 
 
@@ -99,17 +99,17 @@ def test_a_broken_config_given_with_an_equals_sign(scratch: Scratch, record):
     """`fit --config=bad.yaml`, a config file with a YAML syntax error"""
     bad = scratch.root / "bad.yaml"
     bad.write_text("trainer:\n  max_epochs: [1\n")
-    record(refused(scratch, ["fit", f"--config={bad}"], 1, "bad.yaml", "line 3"))
+    record(check_refused(scratch, ["fit", f"--config={bad}"], 1, "bad.yaml", "line 3"))
 
 
 def test_debugging_switched_off_with_zero(scratch: Scratch, record):
     """MNIST_LIGHTNING_DEBUG=0 (off, as 0 says)"""
     args = ["test", "--ckpt_path", str(scratch.root / "nowhere.ckpt"), *QUIET]
-    row = refused(scratch, args, 1, "does not exist", env={"MNIST_LIGHTNING_DEBUG": "0"})
+    row = check_refused(scratch, args, 1, "does not exist", env={"MNIST_LIGHTNING_DEBUG": "0"})
     record(Row("MNIST_LIGHTNING_DEBUG=0 " + row.command, row.exit, row.says, row.survived))
 
 
 def test_serve_on_an_address_litserve_does_not_listen_on(scratch: Scratch, record):
     """`serve --host` a LAN address (the accepted ones: tests/test_serve.py)"""
-    record(refused(scratch, ["serve", "--ckpt_path", str(scratch.best), "--host", "192.168.1.5"], 1, "--host 192.168.1.5",
+    record(check_refused(scratch, ["serve", "--ckpt_path", str(scratch.best), "--host", "192.168.1.5"], 1, "--host 192.168.1.5",
                    "0.0.0.0"))  # fmt: skip

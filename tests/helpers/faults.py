@@ -95,7 +95,7 @@ def one_line(result: subprocess.CompletedProcess[str], exit: int, *fragments: st
         assert fragment in last_line(result), (fragment, last_line(result))
 
 
-def refused(s: Scratch, args: list[str], exit: int, *fragments: str, survived: str = "nothing written",
+def check_refused(s: Scratch, args: list[str], exit: int, *fragments: str, survived: str = "nothing written",
             cwd: Path | None = None, **kwargs) -> Row:  # fmt: skip
     """Runs args, which must fail with `exit` and one line holding each fragment, leaving no run behind."""
     cwd = cwd or s.folder("cwd")
