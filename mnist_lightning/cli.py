@@ -321,6 +321,8 @@ class MNISTCLI(LightningCLI):
         """Points the run logger at the run this command belongs to."""
         failures.COMMAND.append(self.subcommand or "")
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand == "predict" and config.prediction_writer.output == "-":
+            config.trainer.enable_progress_bar = False  # the bar writes to stdout, where the CSV goes
         logger = config.trainer.logger
         if not (isinstance(logger, Namespace) and logger.get("class_path") == "mnist_lightning.runs.RunLogger"):
             return  # the user's own logger, or none
