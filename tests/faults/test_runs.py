@@ -143,7 +143,7 @@ def test_a_second_fit_of_a_run_being_written(scratch: Scratch, record):
     cwd, run = _resumable(scratch, "held", "mnist.yaml")
     first = Started(*_resume(run, "--trainer.max_epochs", "50", "--data.data_dir", str(scratch.big_data)), cwd=cwd)
     first.wait_for(lambda: _held(run / ".lock"))
-    args = _resume(run, "--trainer.max_epochs", "3")
+    args = _resume(run, "--trainer.max_epochs", "100")  # more than the first can have trained meanwhile
     try:
         row = check_refused(scratch, args, 1, str(run), f"process {first.process.pid}", cwd=cwd, survived="runs: the run, written by the first")
     finally:
