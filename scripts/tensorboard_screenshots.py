@@ -24,7 +24,7 @@ from playwright.sync_api import Page, sync_playwright
 
 VIEWS = {  # file name: (TensorBoard's dashboard, what must be on the page before the picture is taken)
     "time_series.png": ("timeseries", "text=accuracy"),
-    "custom_scalars.png": ("custom_scalars", "text=loss (per epoch)"),
+    "custom_scalars.png": ("custom_scalars", "text=loss, validation (per epoch)"),
     "images.png": ("images", "text=test_confusion_matrix"),
     "hparams.png": ("hparams", "text=model.lr"),
 }
