@@ -3,6 +3,7 @@ end-of-fit block, exact resumes and SLURM's requeue."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import warnings
 from pathlib import Path
@@ -90,13 +91,10 @@ class FitSummary(L.Callback):
 
 
 def _shown(path: str | Path) -> str:
-    """A path as a user pastes it: relative to the current folder when under it, quoted for a shell."""
-    path = Path(path).absolute()
-    try:
-        path = path.relative_to(Path.cwd())
-    except ValueError:
-        pass
-    return shlex.quote(str(path))
+    """A path as a user pastes it: relative to the current folder when under it or beside it
+    (a notebook in notebooks/ and runs/ in the repository), else absolute; quoted for a shell."""
+    relative = os.path.relpath(Path(path).absolute())
+    return shlex.quote(relative if relative.split(os.sep).count("..") <= 1 else str(Path(path).absolute()))
 
 
 def fit_summary(trainer: L.Trainer) -> str:

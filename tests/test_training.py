@@ -31,7 +31,7 @@ def test_a_python_fit_writes_a_run_as_the_command_line_does(synthetic_mnist, tmp
     assert names[-1] == "last.ckpt" and re.fullmatch(r"epoch0[01]-val_acc0\.\d{4}\.ckpt", names[0])
     assert list(run.glob("events.out.tfevents.*"))
     output = capsys.readouterr().out
-    assert f"Run: {shlex.quote(str(run))}" in output
+    assert f"Run: {shlex.quote(str(run))}" in output  # tmp_path is far from the current folder: absolute
     test_line = next(line for line in output.splitlines() if "mnist-lightning test" in line)
     assert shlex.split(test_line)[-1] == str(run / "checkpoints" / names[0])  # pasted into a shell, the path is whole
 
@@ -42,6 +42,7 @@ def test_the_curves_of_a_run_that_validates_every_second_epoch(synthetic_mnist, 
     assert sorted(series["val_acc"]) == sorted(series["val_loss"]) == [2, 4]
 
 
+@pytest.mark.filterwarnings("ignore:Checkpoint directory")  # a resume continues in its run's folder, by design
 def test_the_curves_of_a_resumed_run_continue_at_its_epochs(synthetic_mnist, tmp_path):
     data_dir = synthetic_mnist[0]
     run = fit(tmp_path, data_dir, max_epochs=2)
