@@ -1,9 +1,11 @@
 """The MNIST CNN of the Keras notebook, in PyTorch Lightning.
 
-The classes work with a plain Lightning Trainer as well as through `mnist-lightning`:
+The classes work with any Lightning Trainer; `mnist_lightning.trainer()` is the one
+`mnist-lightning fit` uses (run folder under runs/, TensorBoard, checkpoints, CPU settings):
 
+    import mnist_lightning
     from mnist_lightning import MNISTClassifier, MNISTDataModule
-    trainer = lightning.Trainer(max_epochs=10)
+    trainer = mnist_lightning.trainer(max_epochs=10)
     trainer.fit(MNISTClassifier(), MNISTDataModule("data"))
 """
 
@@ -15,7 +17,7 @@ from mnist_lightning import quiet
 
 # Imported on first use, so that `mnist_lightning.preprocess` alone (numpy and Pillow)
 # serves a consumer of an exported model who has no PyTorch.
-_CLASSES = {"MNISTClassifier": "module", "MNISTDataModule": "data", "MNISTNet": "model"}
+_CLASSES = {"MNISTClassifier": "module", "MNISTDataModule": "data", "MNISTNet": "model", "trainer": "training"}
 __all__ = list(_CLASSES)
 
 quiet.install()

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import functools
 import gc
-import inspect
-import itertools
 import logging
 import os
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import yaml
 from jsonargparse import Namespace
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from lightning.pytorch.cli import (
     ArgsType,
     LightningArgumentParser,
@@ -28,63 +25,21 @@ from lightning.pytorch.cli import (
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from mnist_lightning import failures, runs
-from mnist_lightning.callbacks import RNGState, SlurmRequeue
+from mnist_lightning import failures, quiet, runs, training
+from mnist_lightning.callbacks import LayerSummary
 from mnist_lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
 from mnist_lightning.data import RAW_FILES, MNISTDataModule, raw_dir
 from mnist_lightning.errors import UserError
 from mnist_lightning.files import refuse_overwriting_inputs
 from mnist_lightning.host import tune_host
 from mnist_lightning.module import MNISTClassifier
+from mnist_lightning.parser import OneLineParser, check_config_files, config_files
 from mnist_lightning.predict import CSVPredictionWriter
 from mnist_lightning.runs import report_dir
-
-log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
-
 
 DESCRIPTION = """Train the MNIST digit classifier of the Keras notebook (two convolutions, 225,034
 parameters) with PyTorch Lightning; every fit is a run folder under runs/mnist/ that
 TensorBoard shows. Evaluate its checkpoints, write a report, classify your own pictures."""
-
-
-class ExactSummary(ModelSummary):
-    """Lightning's summary, plus the exact parameter count Keras' model.summary() shows."""
-
-    @staticmethod
-    def summarize(summary_data, total_parameters: int, trainable_parameters: int, *args, **kwargs) -> None:
-        ModelSummary.summarize(summary_data, total_parameters, trainable_parameters, *args, **kwargs)
-        log.info(f"Total params: {total_parameters:,} (trainable: {trainable_parameters:,})")
-
-    def on_fit_start(self, trainer: Trainer, pl_module: Any) -> None:
-        # Mixed precision keeps the weights in float32, so the 32 bits a parameter that
-        # Lightning's summary falls back to for "bf16-mixed" give the exact size; its
-        # warning, printed in every bf16 run (configs/fast.yaml), calls them inaccurate.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Precision .*-mixed is not supported by the model summary")
-            super().on_fit_start(trainer, pl_module)
-
-
-class RunCheckpoint(ModelCheckpoint):
-    """Lightning's ModelCheckpoint, which on resume also knows its files when the run's folder
-    was moved or its path typed differently.
-
-    Lightning reloads the best-checkpoint tracking only when the saved folder's path equals
-    today's as a string (runs/mnist/x vs /home/me/runs/mnist/x, or a moved run, would start
-    over and leave two "best" files); the files it tracked are looked for in today's folder.
-    """
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        saved = state_dict.get("dirpath")
-        if saved and self.dirpath and saved != self.dirpath:
-            here = Path(self.dirpath)
-
-            def moved(path: str) -> str:
-                return str(here / Path(path).name) if path and (here / Path(path).name).is_file() else path
-
-            state_dict = {**state_dict, "dirpath": self.dirpath,
-                          **{key: moved(state_dict.get(key, "")) for key in ("best_model_path", "kth_best_model_path", "last_model_path")},
-                          "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}}  # fmt: skip
-        super().load_state_dict(state_dict)
 
 
 class RunConfig(SaveConfigCallback):
@@ -96,56 +51,39 @@ class RunConfig(SaveConfigCallback):
             super().setup(trainer, pl_module, stage)
 
 
-class OneLineParser(LightningArgumentParser):
-    """LightningCLI's parser, whose errors are one line (jsonargparse prints usage and a
-    message that can span lines); a config file that is not valid YAML is named."""
-
-    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if not self.exit_on_error:
-            super().error(message, ex)
-        message = " ".join(message.replace("<unicode string>", "the config file").split())
-        print(f"mnist-lightning: error: {message} (see {self.prog.replace(' [options]', '')} --help)", file=sys.stderr)
-        sys.exit(2)
-
-
-def config_files(args: list[str]) -> list[str]:
-    """The files given with -c/--config (also as --config=FILE)."""
-    files = [value for flag, value in itertools.pairwise(args) if flag in ("-c", "--config")]
-    return files + [arg.split("=", 1)[1] for arg in args if arg.startswith(("--config=", "-c="))]
-
-
-def check_config_files(args: list[str]) -> None:
-    """UserError naming a -c/--config file that is not valid YAML (the parser would say "<unicode string>")."""
-    for value in config_files(args):
-        if Path(value).is_file():
-            try:
-                yaml.safe_load(Path(value).read_text())
-            except yaml.YAMLError as err:
-                mark = getattr(err, "problem_mark", None)
-                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                raise UserError(f"config file {value} is not valid YAML{where}: {getattr(err, 'problem', err)}") from err
-
-
-def _described(method: Callable, summary: str) -> Callable:
-    """`method` under a one-line summary for the subcommand list; its arguments and their
-    descriptions stay Lightning's (the signature is read through __wrapped__)."""
+def _described(method: Callable, summary: str, ckpt_path: str) -> Callable:
+    """`method` under a summary and argument texts written for the command line (Lightning's
+    are written for Python callers); its signature is read through __wrapped__."""
 
     @functools.wraps(method)
     def subcommand(self: Trainer, *args: Any, **kwargs: Any) -> Any:
         return method(self, *args, **kwargs)
 
-    subcommand.__doc__ = f"{summary}\n\n{inspect.cleandoc(method.__doc__ or '')}"
+    subcommand.__doc__ = f"""{summary}
+
+    Args:
+        ckpt_path: {ckpt_path}
+        weights_only: Lightning's loading option; every checkpoint is first checked and read weights-only here.
+        verbose: Print the results table.
+        return_predictions: Keep the predictions in memory (predict writes them to the CSV file anyway).
+    """
     return subcommand
+
+
+EVALUATED = ("The checkpoint to use; the model's and data's settings are read from it (without it, the command "
+             "names the newest run's best checkpoint).")  # fmt: skip
 
 
 class MNISTTrainer(Trainer):
     """How to train and evaluate (Lightning's Trainer settings)."""
 
     # Lightning's docstrings are written for Python callers; the CLI lists these first lines.
-    fit = _described(Trainer.fit, "Train the network, or resume a run with --ckpt_path.")
-    validate = _described(Trainer.validate, "Evaluate a checkpoint on the validation split.")
-    test = _described(Trainer.test, "Evaluate a checkpoint on the MNIST test set.")
-    predict = _described(Trainer.predict, "Classify your own pictures (or the test set) into a CSV file.")
+    fit = _described(Trainer.fit, "Train the network, or resume a run with --ckpt_path.",
+                     "A checkpoint to resume: RUN/checkpoints/last.ckpt continues that run in its folder, with "
+                     "its settings as the defaults (options given now win).")  # fmt: skip
+    validate = _described(Trainer.validate, "Evaluate a checkpoint on the validation split.", EVALUATED)
+    test = _described(Trainer.test, "Evaluate a checkpoint on the MNIST test set.", EVALUATED)
+    predict = _described(Trainer.predict, "Classify your own pictures (or the test set) into a CSV file.", EVALUATED)
 
     def report(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
                output_dir: str | None = None) -> None:  # fmt: skip
@@ -231,6 +169,13 @@ class MNISTCLI(LightningCLI):
         # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it).
         os.environ.setdefault("TQDM_MINITERS", "25")
         tune_host()  # the process-wide CPU settings; the classes alone leave the process as it is
+        self.hardware_lines = quiet.HardwareLines()
+        try:
+            self._start(args, run)
+        finally:
+            logging.getLogger(quiet.RANK_ZERO_LOGGER).removeFilter(self.hardware_lines)
+
+    def _start(self, args: ArgsType, run: bool) -> None:
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,
@@ -243,26 +188,11 @@ class MNISTCLI(LightningCLI):
                     "class_path": "mnist_lightning.runs.RunLogger",
                     "init_args": {"save_dir": runs.RUNS_DIR, "name": "mnist", "default_hp_metric": False},
                 },
-                "callbacks": [
-                    RunCheckpoint(
-                        monitor="val_acc",
-                        mode="max",
-                        filename="epoch{epoch:02d}-val_acc{val_acc:.4f}",
-                        auto_insert_metric_name=False,
-                    ),
-                    # last.ckpt after every epoch, for resuming. Not save_last=True:
-                    # Lightning 2.6 rewrites that only in epochs that set a new best,
-                    # so it can be epochs old.
-                    RunCheckpoint(filename="last", enable_version_counter=False),
-                    ExactSummary(max_depth=2),
-                    RNGState(),
-                    SlurmRequeue(),
-                    runs.RunLayout(),
-                ],
+                "callbacks": training.callbacks(),
             },
-            # Lightning's default (True) seeds 0 anyway and warns "No seed found" in every
-            # command without a seed, evaluations included; configs/ set their own.
-            seed_everything_default=0,
+            # configs/' seed, so that --help shows what a fit uses (Lightning's default, True,
+            # draws a random one). Evaluations do not seed (parse_arguments).
+            seed_everything_default=42,
             # The module builds its own optimizer and schedule (--model.lr, --model.one_cycle).
             auto_configure_optimizers=False,
             parser_kwargs={"description": DESCRIPTION},
@@ -316,10 +246,16 @@ class MNISTCLI(LightningCLI):
         else:
             refuse_other_weight_settings(ckpt_path, saved, config)
         refuse_overwriting_inputs(outputs(subcommand, config, ckpt_path), inputs(argv, config, ckpt_path))
+        if subcommand != "fit":
+            # An evaluation draws no random numbers: "Seed set to 42" would say nothing.
+            config.seed_everything = False
+            self.checkpoint_epoch = checkpoint.get("epoch", 0)
 
     def before_instantiate_classes(self) -> None:
         """Points the run logger at the run this command belongs to."""
         failures.COMMAND.append(self.subcommand or "")
+        if self.subcommand not in (None, "fit"):
+            logging.getLogger(quiet.RANK_ZERO_LOGGER).addFilter(self.hardware_lines)
         config = self.config[self.subcommand] if self.subcommand else self.config
         if self.subcommand == "predict" and config.prediction_writer.output == "-":
             config.trainer.enable_progress_bar = False  # the bar writes to stdout, where the CSV goes
@@ -337,6 +273,12 @@ class MNISTCLI(LightningCLI):
             task = os.environ.get("SLURM_ARRAY_TASK_ID")
             run = Path(logger.init_args.save_dir, logger.init_args.name, f"slurm-{job}" + (f"_{task}" if task else ""))
             config.trainer.default_root_dir = str(run)
+        if run is not None and self.subcommand in ("validate", "test", "report"):
+            stage = "validate" if self.subcommand == "validate" else "test"
+            if runs.evaluated(run, runs.tag(f"{stage}_acc"), self.checkpoint_epoch):
+                rank_zero_info(f"The run {run} holds this checkpoint's {stage} results already: not logged again")
+                config.trainer.logger = False
+                return
         if run is not None:
             logger.init_args.save_dir, logger.init_args.name, logger.init_args.version = str(run.parent.parent), run.parent.name, run.name
             runs.ACTIVE.append(run)
@@ -354,9 +296,10 @@ class MNISTCLI(LightningCLI):
             unused += (CSVPredictionWriter,)
         # The trainer's settings read as Lightning's instantiate_trainer reads them (under the subcommand, if any).
         if self._get(self.config_init, "trainer", default={}).get("enable_model_summary") is False:
-            # Lightning's flag only stops it adding its own summary; ExactSummary replaces that one.
-            unused += (ExactSummary,)
+            # Lightning's flag only stops it adding its own summary; LayerSummary replaces that one.
+            unused += (LayerSummary,)
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)]
+        training.with_run_progress_bar(trainer)
         # Resuming continues in the run's own checkpoints folder, which is not empty by design.
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
         if self.subcommand not in (None, "fit"):

@@ -349,9 +349,17 @@ class MNISTDataModule(L.LightningDataModule):
         Files already there are left to `setup`, which parses them once.
         """
         predicting_files = self.predict_path is not None and self.trainer is not None and self.trainer.predicting
-        if not predicting_files and not all((raw_dir(self.data_dir) / name).is_file() for name in RAW_FILES):
-            for train in (True, False):
-                load_mnist(self.data_dir, train, self.download)
+        raw = raw_dir(self.data_dir)
+        if not predicting_files and not all((raw / name).is_file() for name in RAW_FILES):
+            created = [folder for folder in (raw, raw.parent, Path(self.data_dir)) if not folder.exists()]
+            try:
+                for train in (True, False):
+                    load_mnist(self.data_dir, train, self.download)
+            except UserError:
+                for folder in created:  # a failed download leaves no empty folders behind
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
+                raise
 
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate") and self.train_set is None:

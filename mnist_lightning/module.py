@@ -6,7 +6,6 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
@@ -16,12 +15,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from mnist_lightning.errors import UserError
 from mnist_lightning.model import MNISTNet
-from mnist_lightning.runs import tag
 
 Batch = tuple[Tensor, Tensor]
 STAGES = ("train", "val", "test")
-# Settings left out of TensorBoard's HPARAMS table: where and how the data is read.
-NOT_RESULTS = {"data.data_dir", "data.download", "data.num_workers", "data.eval_batch_size"}
 
 
 class MNISTClassifier(L.LightningModule):
@@ -136,24 +132,6 @@ class MNISTClassifier(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         self.test_confusion.reset()
         self.test_probabilities.clear()
-
-    def on_test_end(self) -> None:
-        """The confusion matrix into TensorBoard's images, the test metrics beside the hyperparameters."""
-        if not isinstance(self.logger, TensorBoardLogger):
-            return
-        # matplotlib only when testing
-        from mnist_lightning.plots import confusion_figure
-
-        matrix = self.test_confusion_matrix.numpy()
-        self.logger.experiment.add_figure("test_confusion_matrix", confusion_figure(matrix), self.checkpoint_epoch)
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test_")}
-        data = self.trainer.datamodule.hparams if self.trainer.datamodule else {}
-        settings = {**{f"model.{k}": v for k, v in self.hparams.items()}, **{f"data.{k}": v for k, v in data.items()}}
-        # Keys starting with "_" are LightningCLI's bookkeeping; the others in NOT_RESULTS change no result.
-        settings = {k: v for k, v in settings.items() if "._" not in k and k not in NOT_RESULTS}
-        # Under the tags the scalars have, so that HPARAMS links each metric to its series.
-        metrics = {tag(k): v for k, v in metrics.items()}
-        self.logger.log_hyperparams(settings, metrics, self.checkpoint_epoch)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # (cli.load_checkpoint has checked the weights' names and shapes before Lightning reads the file.)

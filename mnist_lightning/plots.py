@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from mnist_lightning.files import write_atomically
 
@@ -30,14 +31,31 @@ def confusion_figure(cm: np.ndarray) -> Figure:
     return fig
 
 
-def curves_figure(scalars: dict[str, list[float]]) -> Figure:
-    """Loss and accuracy per epoch, training against validation, as the notebook plots them."""
+def confusion_thumbnail(cm: np.ndarray) -> Figure:
+    """The counts alone, drawn to be read at TensorBoard's image-card size (~400 px)."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=100)
+    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, square=True, ax=ax, linewidths=0.5,
+                xticklabels=DIGITS, yticklabels=DIGITS, annot_kws={"size": 8})  # fmt: skip
+    ax.set(xlabel="predicted digit", ylabel="true digit", title="Confusion matrix (test set)")
+    fig.tight_layout()
+    return fig
+
+
+CURVES = {"loss": "loss", "acc": "accuracy"}
+STAGE_NAMES = {"train": "training", "val": "validation"}
+
+
+def curves_figure(series: dict[str, dict[int, float]]) -> Figure:
+    """Loss and accuracy, training against validation, as the notebook plots them; each
+    value at the epoch it was logged for ({metric: {epoch: value}}, epochs counted from 1),
+    so a run that validates every few epochs or was resumed is drawn where it belongs."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ("loss", "acc")):
-        for stage in ("train", "val"):
-            values = scalars.get(f"{stage}_{metric}", [])
-            ax.plot(range(1, len(values) + 1), values, marker="o", label=stage)
-        ax.set(xlabel="epoch", ylabel=metric, title=f"{'Loss' if metric == 'loss' else 'Accuracy'} per epoch")
+    for ax, (metric, quantity) in zip(axes, CURVES.items()):
+        for stage, name in STAGE_NAMES.items():
+            points = sorted(series.get(f"{stage}_{metric}", {}).items())
+            ax.plot([e for e, _ in points], [v for _, v in points], label=name, marker="o" if len(points) <= 30 else None)
+        ax.set(xlabel="epoch", ylabel=quantity, title=f"{quantity.capitalize()} per epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -38,6 +38,7 @@ class CSVPredictionWriter(BasePredictionWriter):
             raise UserError(f"--prediction_writer.threshold must lie between 0 and 1, got {threshold}")
         self.output = output
         self.threshold = threshold
+        self.summary = ""  # printed at teardown, once the progress bar has finished its line
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Refuses, before predicting, an output that is one of the pictures (the data module has found them)."""
@@ -64,14 +65,19 @@ class CSVPredictionWriter(BasePredictionWriter):
         summary = summarize(predicted, confidence, header, rows, self.output, self.threshold)
         if self.output == "-":  # the CSV alone on stdout, for a pipe
             sys.stdout.write(buffer.getvalue().encode(errors="surrogateescape").decode(errors="replace"))
-            print(summary, file=sys.stderr)
+            self.summary = summary
             return
         try:
             write_text(self.output, buffer.getvalue())
         except OSError as err:
             raise UserError(f"cannot write {err.filename or self.output}: {err.strerror}. Free space, or choose "
                             "another file with --prediction_writer.output FILE; an older file there is intact") from err  # fmt: skip
-        print(summary)
+        self.summary = summary
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.summary:
+            print(self.summary, file=sys.stderr if self.output == "-" else sys.stdout, flush=True)
+            self.summary = ""
 
 
 def summarize(predicted: Tensor, confidence: Tensor, header: list[str], rows: list[list[Any]], output: str,

@@ -35,6 +35,17 @@ def run_scalars(run_dir: Path) -> dict[str, list[float]]:
     return {tag: [e.value for e in series] for tag, series in scalar_events(run_dir).items()}
 
 
+def epoch_series(run_dir: Path) -> dict[str, dict[int, float]]:
+    """The per-epoch series of a run, {metric: {epoch (from 1): value}}; where an epoch was
+    logged twice (a run resumed from an earlier checkpoint), the later value."""
+    series: dict[str, dict[int, float]] = {}
+    for name, events in scalar_events(run_dir).items():
+        if name.endswith(("_loss", "_acc")):
+            for event in sorted(events, key=lambda e: e.wall_time):
+                series.setdefault(name, {})[event.step + 1] = event.value
+    return series
+
+
 def class_metrics(confusion: torch.Tensor, probabilities: torch.Tensor, labels: torch.Tensor, test_loss: float) -> dict:
     """metrics.json from what `test` computed: its confusion matrix (rows: true label) and loss."""
     per_class = {
@@ -97,15 +108,15 @@ def write_report(model: MNISTClassifier, datamodule: MNISTDataModule, test_loss:
     assert datamodule.test_set is not None
     labels, images = datamodule.test_set.labels, datamodule.test_set.images[:, 0].numpy()
     metrics = class_metrics(model.test_confusion_matrix, probabilities, labels, test_loss)
-    scalars = run_scalars(run_dir) if run_dir else {}
-    curves = any(tag in scalars for tag in ("train_loss", "val_loss"))
+    series = epoch_series(run_dir) if run_dir else {}
+    curves = any(tag in series for tag in ("train_loss", "val_loss"))
     written = [name for name in REPORT_FILES if curves or name != "learning_curves.png"]
     ours = earlier_report(out, ckpt_path)  # check_report_dir has refused a folder holding anything else
     metrics = {**metrics, "checkpoint": str(Path(ckpt_path).resolve()), "files": written}
     write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     plots.save(plots.confusion_figure(np.array(metrics["confusion_matrix"])), out / "confusion_matrix.png")
     if curves:
-        plots.save(plots.curves_figure(scalars), out / "learning_curves.png")
+        plots.save(plots.curves_figure(series), out / "learning_curves.png")
     else:
         if "learning_curves.png" in ours:  # the same checkpoint's earlier curves would now be stale
             (out / "learning_curves.png").unlink(missing_ok=True)

@@ -9,8 +9,9 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -20,6 +21,7 @@ RUNS_DIR = "runs"
 # The run directories this process created, so that a command that fails before it
 # saved anything can remove its empty run (see discard_empty_runs).
 CLAIMED: list[Path] = []
+CREATED: list[Path] = []  # the folders above them it created (runs/, runs/mnist/), removed again if left empty
 ACTIVE: list[Path] = []  # the existing run a command continues (resume) or adds results to
 
 
@@ -55,10 +57,14 @@ def metric(tag_: str) -> str:
 
 
 def layout(learning_rate: bool) -> dict:
-    """TensorBoard's custom-scalars layout: train, validation and test on one chart each."""
+    """TensorBoard's custom-scalars layout: a chart per quantity and stage, so that a chart's
+    colours are its runs (TensorBoard colours by run: training and validation on one chart
+    would share each run's colour); evaluations beside the validation curves."""
     charts = {
-        "loss (per epoch)": ["Multiline", ["^loss/(train|val)$", "^(validate|test)/loss$"]],
-        "accuracy (per epoch)": ["Multiline", ["^accuracy/(train|val)$", "^(validate|test)/accuracy$"]],
+        "loss, training (per epoch)": ["Multiline", ["^loss/train$"]],
+        "loss, validation (per epoch)": ["Multiline", ["^loss/val$", "^(validate|test)/loss$"]],
+        "accuracy, training (per epoch)": ["Multiline", ["^accuracy/train$"]],
+        "accuracy, validation (per epoch)": ["Multiline", ["^accuracy/val$", "^(validate|test)/accuracy$"]],
         "training loss (per step)": ["Multiline", ["^loss/train_step$"]],
     }
     if learning_rate:  # logged when a schedule changes it
@@ -94,11 +100,23 @@ class RunLogger(TensorBoardLogger):
     def add_layout(self, learning_rate: bool) -> None:
         self.experiment.add_custom_scalars(layout(learning_rate))
 
+    @rank_zero_only
+    def log_settings(self, settings: dict[str, Any]) -> None:
+        """The run's row in TensorBoard's HPARAMS: its settings, with its result series as the
+        metrics (TensorBoard shows each series' last value, so none is logged again)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()}
+        metrics = {tag(f"{stage}_{quantity}"): 0.0 for stage in ("val", "train", "test") for quantity in ("acc", "loss")}
+        for summary in hparams(plain, metrics):
+            self.experiment.file_writer.add_summary(summary)
+
     def _get_next_version(self) -> str:  # type: ignore[override]  # a name, not a number
         stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
         if rank_zero_only.rank != 0:
             return stamp
         root = Path(self.root_dir)
+        CREATED.extend(folder for folder in (root, root.parent) if not folder.exists())
         root.mkdir(parents=True, exist_ok=True)
         for n in itertools.count(1):
             run = root / (stamp if n == 1 else f"{stamp}_{n}")
@@ -112,13 +130,39 @@ class RunLogger(TensorBoardLogger):
         raise AssertionError("unreachable")
 
 
-class RunLayout(Callback):
-    """Writes RunLogger's custom-scalars layout when a run starts (not again when it
-    resumes), and puts the results of `validate` and `test` at the epoch of their checkpoint."""
+# Settings left out of TensorBoard's HPARAMS table: where and how the data is read.
+NOT_RESULTS = {"data.data_dir", "data.download", "data.num_workers", "data.eval_batch_size", "data.predict_path"}
 
-    def on_fit_start(self, trainer: Trainer, pl_module: object) -> None:
+
+def run_settings(pl_module: LightningModule, datamodule: LightningDataModule | None) -> dict[str, Any]:
+    """The model's and data's settings that change a result, as `model.lr`, `data.batch_size`, ..."""
+    data = datamodule.hparams if datamodule is not None else {}
+    settings = {**{f"model.{k}": v for k, v in pl_module.hparams.items()}, **{f"data.{k}": v for k, v in data.items()}}
+    # Keys starting with "_" are LightningCLI's bookkeeping.
+    return {k: v for k, v in settings.items() if "._" not in k and k not in NOT_RESULTS}
+
+
+class RunLayout(Callback):
+    """What a run shows in TensorBoard besides its curves: the custom-scalars layout (written
+    when a run starts, not again when it resumes), its settings in HPARAMS when `fit` ends,
+    the results of `validate` and `test` at the epoch of their checkpoint, and the test's
+    confusion matrix."""
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.global_step == 0 and isinstance(trainer.logger, RunLogger):
             trainer.logger.add_layout(learning_rate=bool(trainer.lr_scheduler_configs))
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if isinstance(trainer.logger, RunLogger):
+            trainer.logger.log_settings(run_settings(pl_module, trainer.datamodule))
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        matrix = getattr(pl_module, "test_confusion_matrix", None)
+        if isinstance(trainer.logger, RunLogger) and matrix is not None and trainer.is_global_zero:
+            from mnist_lightning.plots import confusion_thumbnail  # matplotlib only when testing
+
+            epoch = getattr(pl_module, "checkpoint_epoch", 0)
+            trainer.logger.experiment.add_figure("test_confusion_matrix", confusion_thumbnail(matrix.numpy()), epoch)
 
     def on_validation_start(self, trainer: Trainer, pl_module: object) -> None:
         if trainer.state.fn != "fit" and isinstance(trainer.logger, RunLogger):
@@ -158,6 +202,15 @@ def hold(run: Path) -> int:
     return fd
 
 
+def evaluated(run: Path, tag_: str, epoch: int) -> bool:
+    """Whether the run's events already hold `tag_` at `epoch` (one evaluation of a checkpoint is logged once)."""
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={SCALARS: 0})
+    events.Reload()
+    return tag_ in events.Tags()["scalars"] and any(event.step == epoch for event in events.Scalars(tag_))
+
+
 def report_dir(ckpt_path: str | Path, output_dir: str | Path | None = None) -> Path:
     """Where `report` writes: output_dir, else report/ in the checkpoint's run, else <stem>-report/ beside it."""
     if output_dir:
@@ -171,6 +224,9 @@ def discard_empty_runs() -> None:
     for run in CLAIMED:
         if run.is_dir() and not any(run.rglob("*.ckpt")):
             shutil.rmtree(run, ignore_errors=True)
+    for folder in CREATED:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def best_checkpoint_hint(save_dir: str | Path = RUNS_DIR) -> Path | None:

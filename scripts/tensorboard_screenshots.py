@@ -4,8 +4,8 @@
     apt-get install chromium                    # Debian's browser, driven headless
     python scripts/tensorboard_screenshots.py --logdir runs --out docs/tensorboard
 
-Starts the real `tensorboard` server on a free localhost port, opens its custom-scalars
-(the run's curves), images (the confusion matrix) and hparams views, and saves each as
+Starts the real `tensorboard` server on a free localhost port, opens its time-series, custom-scalars
+(the runs' curves), images (the confusion matrix, as its card shows it) and hparams views, and saves each as
 a PNG.
 """
 
@@ -24,7 +24,7 @@ from playwright.sync_api import Page, sync_playwright
 
 VIEWS = {  # file name: (TensorBoard's dashboard, what must be on the page before the picture is taken)
     "time_series.png": ("timeseries", "text=accuracy"),
-    "custom_scalars.png": ("custom_scalars", "text=loss (per epoch)"),
+    "custom_scalars.png": ("custom_scalars", "text=loss, validation (per epoch)"),
     "images.png": ("images", "text=test_confusion_matrix"),
     "hparams.png": ("hparams", "text=model.lr"),
 }
@@ -52,8 +52,6 @@ def shoot(page: Page, url: str, dashboard: str, ready: str, path: Path) -> None:
     page.wait_for_selector(f"{ready} >> visible=true", timeout=60_000)
     if dashboard == "timeseries":  # the settings pane, open by default, hides cards
         page.locator("button[aria-label*='close' i] >> visible=true").first.click()
-    if dashboard == "images":  # at full size, not as a thumbnail
-        page.locator("text=Show actual image size >> visible=true").first.click()
     page.wait_for_timeout(3_000)  # charts draw after their data arrives
     page.screenshot(path=str(path))
     print(f"{path}")

@@ -16,8 +16,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lightning import cli as cli_module
+from mnist_lightning.callbacks import LayerSummary
 from mnist_lightning.checkpoint import load_checkpoint
-from mnist_lightning.cli import MNISTCLI, ExactSummary
+from mnist_lightning.cli import MNISTCLI
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.module import MNISTClassifier
@@ -42,10 +43,10 @@ def test_fit_prints_no_lines_a_user_cannot_act_on(fitted_run):
     assert "GPU available" in output  # Lightning's other info lines still show
 
 
-@pytest.mark.parametrize("summary", [ModelSummary, ExactSummary], ids=["lightning", "ours"])
+@pytest.mark.parametrize("summary", [ModelSummary, LayerSummary], ids=["lightning", "ours"])
 def test_the_summary_warns_of_mixed_precision_only_in_lightning(summary, synthetic_mnist, recwarn):
     """Lightning's summary calls its size estimate inaccurate under bf16-mixed, whose weights
-    are float32 all the same; ExactSummary keeps quiet (and stops here once Lightning does)."""
+    are float32 all the same; LayerSummary keeps quiet (and stops here once Lightning does)."""
     data_dir, _ = synthetic_mnist
     trainer = L.Trainer(precision="bf16-mixed", max_steps=1, limit_val_batches=0, callbacks=[summary()],
                         logger=False, enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
@@ -162,7 +163,7 @@ def test_each_subcommand_keeps_only_the_callbacks_it_uses(subcommand, kept, tiny
 def test_the_summary_flag_switches_our_summary(enabled, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = MNISTCLI(args=["-c", str(CONFIG), f"--trainer.enable_model_summary={enabled}"], run=False)
-    assert any(isinstance(c, ExactSummary) for c in cli.trainer.callbacks) == enabled
+    assert any(isinstance(c, LayerSummary) for c in cli.trainer.callbacks) == enabled
 
 
 @pytest.mark.parametrize("config", sorted(CONFIG.parent.glob("*.yaml")), ids=lambda path: path.name)

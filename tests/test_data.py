@@ -143,6 +143,15 @@ def test_failed_download_gives_one_clear_message(tmp_path, mnist_server):
         dm.prepare_data()
 
 
+def test_a_download_that_fails_at_once_leaves_no_empty_folders(tmp_path, mnist_server):
+    for name in mnist_server.arrays:
+        (mnist_server.served / f"{name}.gz").unlink()  # the mirror serves nothing
+    dm = MNISTDataModule(data_dir=str(tmp_path / "data"))
+    with pytest.raises(UserError, match="could not be downloaded"):
+        dm.prepare_data()
+    assert list(tmp_path.iterdir()) == [mnist_server.served]  # no data/MNIST/raw left behind
+
+
 def copy_mnist(synthetic_mnist, tmp_path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(synthetic_mnist[0], target)

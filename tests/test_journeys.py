@@ -12,8 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers.cli import CONFIG, cli, free_port, only_run
+from helpers.cli import CONFIG, cli, free_port, only_run, shell
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("journey")]  # every journey starts the CLI
 
@@ -34,10 +36,16 @@ def journey(synthetic_mnist, tmp_path_factory):
     results["resume"] = cli("fit", "--ckpt_path", str(last), "--trainer.max_epochs", "3", *steps, cwd=cwd)
     best = next((run / "checkpoints").glob("epoch*.ckpt"))
     results["validate"] = cli("validate", "--ckpt_path", str(best), cwd=cwd)
-    results["test"] = cli("test", "--ckpt_path", str(best), cwd=cwd)
+    # `test` as the end of the resumed fit prints it, pasted into a shell
+    results["test"] = shell(next_command(results["resume"].stdout, "test"), cwd=cwd)
     results["report"] = cli("report", "--ckpt_path", str(best), cwd=cwd)
     results["predict"] = cli("predict", "--ckpt_path", str(best), "--data.predict_path", str(pictures), cwd=cwd)
     return cwd, run, results
+
+
+def next_command(output: str, command: str) -> str:
+    """The `mnist-lightning <command> ...` line of the block that ends a fit."""
+    return next(line.strip() for line in output.splitlines() if line.strip().startswith(f"mnist-lightning {command} "))
 
 
 @pytest.mark.parametrize("command", ["fit", "resume", "validate", "test", "report", "predict"])
@@ -55,6 +63,72 @@ def test_the_journey_is_one_run(journey):
     assert (run / "report" / "metrics.json").is_file()
     assert len((cwd / "predictions.csv").read_text().splitlines()) == 1 + 3
     assert "Resuming" not in results["resume"].stdout  # nothing changed: no new settings to announce
+
+
+@pytest.mark.parametrize("command", ["fit", "resume"])
+def test_fit_ends_with_the_run_its_best_checkpoint_and_the_next_commands(journey, command):
+    cwd, run, results = journey
+    lines = results[command].stdout.splitlines()
+    assert f"Run: runs/mnist/{run.name}" in lines
+    (best,) = [line for line in lines if line.startswith("Best checkpoint (val_acc ")]
+    score, path = re.fullmatch(r"Best checkpoint \(val_acc ([01]\.\d{4})\): (\S+)", best).groups()
+    assert (cwd / path).is_file() and (cwd / path).parent == run / "checkpoints" and score in path
+    for line in ("mnist-lightning test --ckpt_path", "mnist-lightning report --ckpt_path", "tensorboard --logdir runs"):
+        assert any(line in text for text in lines[lines.index("Next:") :]), line
+    assert results["test"].returncode == 0  # the pasted `test` line ran (the journey's own test step)
+
+
+def test_evaluations_print_no_seed_or_hardware_lines(journey):
+    _, _, results = journey
+    for command in ("validate", "test", "report", "predict"):
+        output = results[command].stdout + results[command].stderr
+        assert "Seed set" not in output and "GPU available" not in output, command
+    assert "GPU available" in results["fit"].stdout + results["fit"].stderr  # where a fit trains still shows
+
+
+def test_fit_lists_the_network_layers_once_and_no_run_name_fragment(journey):
+    _, run, results = journey
+    output = results["fit"].stdout + results["fit"].stderr
+    layers = re.findall(r"^net\.(\d+) \((\w+)\)", output, re.MULTILINE)
+    assert [int(i) for i, _ in layers] == list(range(11)) and layers[0][1] == "Conv2d"
+    assert output.count("Total params: 225,034") == 1 and "epoch_metrics" not in output and "Trainable params" not in output
+    assert "v_num" not in output and run.name[-4:] not in results["fit"].stderr  # the progress bar's
+
+
+def test_predict_prints_its_summary_on_lines_of_its_own(journey):
+    _, _, results = journey
+    lines = results["predict"].stdout.splitlines()
+    assert any(line.startswith("Predicted 3 image(s) -> predictions.csv") for line in lines)
+    assert results["predict"].stdout.count("Predicted 3 image(s)") == 1
+
+
+def _events(path: Path) -> EventAccumulator:
+    events = EventAccumulator(str(path), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    return events
+
+
+def test_fit_logs_the_settings_and_results_for_hparams(journey):
+    _, run, _ = journey
+    first = min(run.glob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime)  # the first fit's alone
+    events = _events(first)
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["model.lr"].number_value == pytest.approx(0.001)
+    assert start.hparams["data.batch_size"].number_value == 32
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    metrics = {info.name.tag for info in experiment.metric_infos}
+    assert {"accuracy/val", "loss/val", "test/accuracy"} <= metrics and "accuracy/val" in events.Tags()["scalars"]
+
+
+def test_test_and_report_of_one_checkpoint_log_its_results_once(journey):
+    _, run, results = journey
+    events = _events(run)
+    epoch = int(re.search(r"epoch(\d+)", next((run / "checkpoints").glob("epoch*.ckpt")).name).group(1))
+    assert [e.step for e in events.Scalars("test/accuracy")] == [epoch]
+    assert [e.step for e in events.Scalars("test/loss")] == [epoch]
+    assert "not logged again" in results["report"].stdout + results["report"].stderr
+    assert len(list(run.glob("events.out.tfevents.*"))) == 4  # fit, resume, validate, test: report adds none
 
 
 def _get(url: str) -> object:
@@ -88,7 +162,8 @@ def tensorboard(journey):
         server.wait(timeout=30)
 
 
-def test_tensorboard_shows_one_run_with_train_and_val_curves_on_one_chart(tensorboard, journey):
+def test_tensorboard_shows_one_run_with_a_chart_per_stage(tensorboard, journey):
+    """TensorBoard colours a chart's lines by run: training and validation go on charts of their own."""
     _, run, _ = journey
     assert _get(f"{tensorboard}/data/runs") == [f"mnist/{run.name}"]
     charts = {
@@ -98,8 +173,10 @@ def test_tensorboard_shows_one_run_with_train_and_val_curves_on_one_chart(tensor
     }
     tags = _get(f"{tensorboard}/data/plugin/scalars/tags")[f"mnist/{run.name}"]
     for quantity in ("loss", "accuracy"):
-        on_chart = [t for t in tags if any(re.match(p, t) for p in charts[f"{quantity} (per epoch)"])]
-        assert sorted(on_chart) == sorted([f"{quantity}/train", f"{quantity}/val", f"test/{quantity}", f"validate/{quantity}"])
+        training = [t for t in tags if any(re.match(p, t) for p in charts[f"{quantity}, training (per epoch)"])]
+        validation = [t for t in tags if any(re.match(p, t) for p in charts[f"{quantity}, validation (per epoch)"])]
+        assert training == [f"{quantity}/train"]
+        assert sorted(validation) == sorted([f"{quantity}/val", f"test/{quantity}", f"validate/{quantity}"])
     assert "epoch" not in tags
     # TensorBoard's default view lists sections alphabetically: the curves first, the one-point results after.
     assert sorted({t.split("/")[0] for t in tags}) == ["accuracy", "loss", "test", "validate"]
@@ -121,7 +198,7 @@ def test_tensorboard_shows_the_test_results_and_confusion_matrix_in_the_run(tens
     png = _get(f"{tensorboard}/data/plugin/images/individualImage?{image['query']}")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert min(width, height) >= 600  # legible at full size
+    assert 300 <= min(width, height) and max(width, height) <= 480  # drawn for the image card, not shrunk into it
 
 
 def test_help_says_what_the_tool_does(tmp_path):
@@ -136,7 +213,7 @@ def test_help_says_what_the_tool_does(tmp_path):
 
 
 def test_every_model_and_data_option_is_described(tmp_path):
-    result = cli("fit", "--help", cwd=tmp_path)
+    result = cli("fit", "--help", "all", cwd=tmp_path)
     blocks = re.findall(r"^  (--(?:model|data)\.\w+)(.*\n(?: {20,}.*\n)*)", result.stdout, re.MULTILINE)
     assert len(blocks) >= 15
     for option, block in blocks:

@@ -8,13 +8,24 @@ from PIL import Image
 from mnist_lightning import plots
 
 
-def test_curves_plot_train_and_val_per_epoch():
-    figure = plots.curves_figure({"train_loss": [0.5, 0.3, 0.2], "val_loss": [0.4, 0.35, 0.3], "train_acc": [0.8, 0.9, 0.95]})
+def test_curves_plot_each_value_at_its_own_epoch():
+    """Validation every 2nd epoch: its points sit at epochs 2 and 4, not 1 and 2."""
+    series = {"train_loss": {1: 0.5, 2: 0.3, 3: 0.25, 4: 0.2}, "val_loss": {2: 0.35, 4: 0.3}, "train_acc": {1: 0.8, 2: 0.9}}
+    figure = plots.curves_figure(series)
     loss, accuracy = figure.axes
-    assert [line.get_label() for line in loss.lines] == ["train", "val"]
-    assert list(loss.lines[1].get_ydata()) == [0.4, 0.35, 0.3]
-    assert list(loss.lines[0].get_xdata()) == [1, 2, 3]
-    assert list(accuracy.lines[0].get_ydata()) == [0.8, 0.9, 0.95]
+    assert [line.get_label() for line in loss.lines] == ["training", "validation"]
+    assert list(loss.lines[0].get_xdata()) == [1, 2, 3, 4]
+    assert list(loss.lines[1].get_xdata()) == [2, 4] and list(loss.lines[1].get_ydata()) == [0.35, 0.3]
+    assert list(accuracy.lines[0].get_ydata()) == [0.8, 0.9]
+    assert [ax.get_ylabel() for ax in figure.axes] == ["loss", "accuracy"]
+    assert all(tick == int(tick) for tick in loss.get_xticks())  # whole epochs only
+    assert loss.lines[1].get_marker() == "o"  # few points: each one marked
+
+
+def test_the_confusion_thumbnail_fits_tensorboards_image_card(tmp_path):
+    path = plots.save(plots.confusion_thumbnail(np.diag(np.arange(900, 1000, 10))), tmp_path / "thumb.png")
+    with Image.open(path) as image:
+        assert max(image.size) <= 480
 
 
 def test_the_confusion_matrix_shows_counts_and_recall(tmp_path):

@@ -17,8 +17,10 @@ pytestmark = pytest.mark.slow
 
 def test_no_mnist_and_downloads_off(scratch: Scratch, record):
     """no MNIST and downloads off"""
-    record(check_refused(scratch, [*scratch.fit_args(data=scratch.root / "nothing"), "--data.download", "false"], 1,
-                   "Put the four files"))  # fmt: skip
+    cwd = scratch.folder("cwd")
+    record(check_refused(scratch, [*scratch.fit_args(data=cwd / "data"), "--data.download", "false"], 1,
+                         "Put the four files", cwd=cwd))  # fmt: skip
+    assert list(cwd.iterdir()) == []  # no empty data/MNIST/raw, no empty runs/mnist left behind
 
 
 def test_data_dir_is_a_file(scratch: Scratch, record):

@@ -33,6 +33,13 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, memory_kb: int
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 
+def shell(line: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """A command line pasted into bash, with the installed scripts (the venv's bin/) on PATH."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.run(["bash", "-c", line], check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PATH": path})  # fmt: skip
+
+
 class Started:
     """The CLI running in the background; its output is collected as it comes, to wait on."""
 

@@ -1,0 +1,58 @@
+"""The Trainer `mnist-lightning fit` builds, for Python: one call gives a run its folder, its
+TensorBoard logger, its checkpoints and the command line's CPU settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+from mnist_lightning.callbacks import FitSummary, LayerSummary, RNGState, RunCheckpoint, RunProgressBar, SlurmRequeue
+from mnist_lightning.checkpoint import AtomicCheckpointIO
+from mnist_lightning.host import tune_host
+from mnist_lightning.runs import RUNS_DIR, RunLayout, RunLogger
+
+
+def callbacks() -> list[L.Callback]:
+    """The best checkpoint by val_acc and last.ckpt after every epoch, the layer summary,
+    exact resumes, SLURM's requeue, TensorBoard's layout and settings, the end-of-fit block."""
+    return [
+        RunCheckpoint(
+            monitor="val_acc", mode="max", filename="epoch{epoch:02d}-val_acc{val_acc:.4f}", auto_insert_metric_name=False
+        ),
+        # Not save_last=True: Lightning 2.6 rewrites that only in epochs that set a new best.
+        RunCheckpoint(filename="last", enable_version_counter=False),
+        LayerSummary(),
+        RNGState(),
+        SlurmRequeue(),
+        RunLayout(),
+        FitSummary(),
+    ]
+
+
+def logger(runs_dir: str | Path = RUNS_DIR, name: str = "mnist") -> RunLogger:
+    """TensorBoard's logger writing each run into `<runs_dir>/<name>/<start time>`."""
+    return RunLogger(str(runs_dir), name=name, default_hp_metric=False)
+
+
+def with_run_progress_bar(trainer: L.Trainer) -> L.Trainer:
+    """Lightning's own progress bar (added when none is given) swapped for RunProgressBar."""
+    trainer.callbacks = [RunProgressBar() if type(c) is TQDMProgressBar else c for c in trainer.callbacks]
+    return trainer
+
+
+def trainer(runs_dir: str | Path = RUNS_DIR, name: str = "mnist", **kwargs: Any) -> L.Trainer:
+    """A `lightning.Trainer` set up as `mnist-lightning fit` sets one up; keyword arguments
+    are the Trainer's (callbacks given are added to the run's).
+
+    Args:
+        runs_dir: Where runs go: `tensorboard --logdir runs_dir` shows them.
+        name: The experiment's folder under runs_dir.
+    """
+    tune_host()
+    kwargs.setdefault("logger", logger(runs_dir, name))
+    kwargs["callbacks"] = [*callbacks(), *kwargs.get("callbacks", [])]
+    kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+    return with_run_progress_bar(L.Trainer(**kwargs))
