@@ -106,7 +106,8 @@ class RunLogger(TensorBoardLogger):
         metrics (TensorBoard shows each series' last value, so none is logged again)."""
         from torch.utils.tensorboard.summary import hparams
 
-        plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()}
+        # TensorBoard shows numbers and text: a bool would read 0.0000
+        plain = {k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else _text(v) for k, v in settings.items()}
         metrics = {tag(f"{stage}_{quantity}"): 0.0 for stage in ("val", "train", "test") for quantity in ("acc", "loss")}
         for summary in hparams(plain, metrics):
             self.experiment.file_writer.add_summary(summary)
@@ -132,6 +133,10 @@ class RunLogger(TensorBoardLogger):
 
 # Settings left out of TensorBoard's HPARAMS table: where and how the data is read.
 NOT_RESULTS = {"data.data_dir", "data.download", "data.num_workers", "data.eval_batch_size", "data.predict_path"}
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def run_settings(pl_module: LightningModule, datamodule: LightningDataModule | None) -> dict[str, Any]:

@@ -53,6 +53,7 @@ def trainer(runs_dir: str | Path = RUNS_DIR, name: str = "mnist", **kwargs: Any)
     """
     tune_host()
     kwargs.setdefault("logger", logger(runs_dir, name))
-    kwargs["callbacks"] = [*callbacks(), *kwargs.get("callbacks", [])]
+    ours = [c for c in callbacks() if kwargs.get("enable_model_summary", True) or not isinstance(c, LayerSummary)]
+    kwargs["callbacks"] = [*ours, *kwargs.get("callbacks", [])]
     kwargs.setdefault("plugins", [AtomicCheckpointIO()])
     return with_run_progress_bar(L.Trainer(**kwargs))

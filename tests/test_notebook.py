@@ -37,4 +37,4 @@ def test_walkthrough_notebook_runs_and_shows_each_step(synthetic_mnist, tmp_path
     assert "warn" not in text.lower() and "Seed set" not in text
     assert sorted(p.name for p in folder.iterdir()) == ["walkthrough.ipynb"]  # nothing written beside it
     (run,) = (tmp_path / "runs" / "mnist").iterdir()
-    assert f"Run: {run}" in text and list((run / "checkpoints").glob("epoch*.ckpt"))
+    assert f"Run: ../runs/mnist/{run.name}" in text and list((run / "checkpoints").glob("epoch*.ckpt"))
