@@ -238,3 +238,12 @@ print("val_acc", float(trainer.callback_metrics["val_acc"]))
     assert "val_acc" in result.stdout
     assert "Tip:" not in result.stdout + result.stderr
     assert float(result.stdout.split("val_acc")[1]) > 0.5  # it learnt: chance is 0.1
+
+
+def test_what_the_tool_writes_by_default_is_ignored_by_git():
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    written = ["runs/mnist/2026-12-02_13-29-32/last.ckpt", "data/MNIST/raw/t10k-images-idx3-ubyte", "predictions.csv"]
+    result = subprocess.run(["git", "check-ignore", *written], cwd=root, capture_output=True, text=True, check=False)
+    assert result.stdout.split() == written

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.faults import Scratch, check_refused
+from helpers.faults import Row, Scratch, check_refused
 from helpers.mnist import write_idx
 
 GROUP = "data"
@@ -18,9 +18,10 @@ pytestmark = pytest.mark.slow
 def test_no_mnist_and_downloads_off(scratch: Scratch, record):
     """no MNIST and downloads off"""
     cwd = scratch.folder("cwd")
-    record(check_refused(scratch, [*scratch.fit_args(data=cwd / "data"), "--data.download", "false"], 1,
-                         "Put the four files", cwd=cwd))  # fmt: skip
+    row = check_refused(scratch, [*scratch.fit_args(data=Path("data")), "--data.download", "false"], 1,
+                        "Put the four files", cwd=cwd)  # fmt: skip
     assert list(cwd.iterdir()) == []  # no empty data/MNIST/raw, no empty runs/mnist left behind
+    record(Row(row.command, row.exit, row.says, "nothing: no empty data/ or runs/ folder either"))
 
 
 def test_data_dir_is_a_file(scratch: Scratch, record):
