@@ -113,6 +113,8 @@ def fit_summary(trainer: L.Trainer) -> str:
         ckpt = last
         lines.append(f"Last checkpoint (no validation ran): {_shown(ckpt)}")
     else:
+        lines.append("No checkpoint was saved: checkpoints are written when validation runs "
+                     f"(every {trainer.check_val_every_n_epoch} epoch(s), --trainer.check_val_every_n_epoch)")  # fmt: skip
         return "\n".join(lines)
     lines += ["Next:", *(f"  mnist-lightning {command} --ckpt_path {_shown(ckpt)}{extra}" for command, extra in
                          (("test", ""), ("report", ""), ("predict", " --data.predict_path my_digits/")))]  # fmt: skip

@@ -58,3 +58,8 @@ def test_the_trainer_takes_the_trainers_own_arguments(flag, tmp_path):
     trainer = mnist_lightning.trainer(runs_dir=tmp_path, max_epochs=3, enable_checkpointing=True, deterministic=flag)
     assert trainer.max_epochs == 3 and len(trainer.checkpoint_callbacks) == 2
     assert not (tmp_path / "mnist").exists()  # the run folder is made when the fit starts
+
+
+def test_a_fit_that_never_validated_says_no_checkpoint_was_saved(synthetic_mnist, tmp_path, capsys):
+    fit(tmp_path, synthetic_mnist[0], max_epochs=1, check_val_every_n_epoch=3)
+    assert "No checkpoint was saved" in capsys.readouterr().out
