@@ -106,7 +106,8 @@ class MNISTClassifier(L.LightningModule):
 
     def _logger_writes(self, steps_done: int) -> bool:
         """Lightning's rule for the steps its logger writes: every log_every_n_steps optimizer steps."""
-        return steps_done % self.trainer.log_every_n_steps == 0
+        every = self.trainer.log_every_n_steps
+        return every > 0 and steps_done % every == 0  # 0: the logger writes no step
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step("val", batch)

@@ -103,3 +103,11 @@ def test_a_nan_loss_stops_training_before_the_epoch_is_saved(synthetic_mnist, tm
         trainer.fit(MNISTClassifier(), MNISTDataModule(data_dir=str(synthetic_mnist[0]), batch_size=32))
     # Lightning's checkpoint of epoch 0 is the last one: epoch 1's broken weights were never saved.
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["epoch=0-step=6.ckpt"]
+
+
+def test_a_fit_that_logs_no_steps_trains(synthetic_mnist):
+    """--trainer.log_every_n_steps 0 (Lightning's "never") trains and logs the epoch's metrics."""
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, log_every_n_steps=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(MNISTClassifier(), MNISTDataModule(str(synthetic_mnist[0]), batch_size=32))
+    assert "train_loss" in trainer.callback_metrics and "train_loss_step" not in trainer.callback_metrics
