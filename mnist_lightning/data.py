@@ -1,263 +1,35 @@
-"""MNIST as whole uint8 tensors, served a batch at a time."""
+"""The DataModule: MNIST (or your pictures, for predict) as whole uint8 tensors, a batch at a time."""
 
 from __future__ import annotations
 
-import fnmatch
-import glob
-import math
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_only
-from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-from torchvision.datasets import MNIST
+from torch.utils.data import DataLoader, DistributedSampler
 
 from mnist_lightning.augment import Distortion
+from mnist_lightning.batches import Batch, SampledBatches, TensorBatches, _already_batched
 from mnist_lightning.errors import UserError
-from mnist_lightning.preprocess import mnist_style
+from mnist_lightning.mnist_files import RAW_FILES, load_mnist, raw_dir
+from mnist_lightning.pictures import find_files, frames, read_digit
 
 # The statistics of the MNIST training set, for the optional `standardize`.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
-RAW_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
-Batch = tuple[Tensor, Tensor]
-
-
-class TensorBatches(Dataset[Batch]):
-    """Images and labels held as tensors; `__getitems__` gathers a whole batch at once.
-
-    torchvision's MNIST turns every sample into a PIL image and back, which took half
-    an epoch of compute; one gather per batch costs about as much as one of those
-    conversions (docs/speed.md).
-    """
-
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
-        self.images = images.unsqueeze(1)  # N x 1 x 28 x 28, still uint8
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> Batch:
-        return self.images[index], self.labels[index]
-
-    def __getitems__(self, indices: list[int]) -> Batch:
-        # The indices go through numpy: torch.tensor inspects each Python int, ~3x slower.
-        return self.gather(torch.from_numpy(np.array(indices, dtype=np.int64)))
-
-    def gather(self, index: Tensor) -> Batch:
-        """The items at `index` as one batch.
-
-        index_select copies whole rows; `images[index]` copies byte by byte through
-        advanced indexing, ~4x slower.
-        """
-        return self.images.index_select(0, index), self.labels.index_select(0, index)
-
-
-class SampledBatches:
-    """Batches in a sampler's order, each one `TensorBatches.gather`: the training loader.
-
-    Lightning takes any sized iterable as a dataloader, and calls `set_epoch` on its
-    `sampler`. A DataLoader around the same gather adds a Python loop over the indices,
-    a fetcher and a collate to every step (0.5% of an epoch, docs/speed.md); workers
-    could only add copying between processes to a gather that takes microseconds.
-    """
-
-    def __init__(self, dataset: TensorBatches, batch_size: int, sampler: Sampler[int]) -> None:
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.sampler = sampler
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.sampler) / self.batch_size)
-
-    def __iter__(self) -> Iterator[Batch]:
-        # A generator, so the order is drawn at the first batch, as a DataLoader's
-        # is: Lightning creates the iterator before it calls set_epoch.
-        order = torch.from_numpy(np.fromiter(self.sampler, np.int64, len(self.sampler)))
-        yield from map(self.dataset.gather, order.split(self.batch_size))
-
-
-def _already_batched(batch: Batch) -> Batch:
-    """collate_fn for TensorBatches, whose batches need no collating."""
-    return batch
-
-
 @rank_zero_only
 def warn(message: str) -> None:
     """A line on stderr for a picture or folder that is skipped, once under DDP."""
     print(f"mnist-lightning: warning: {message}", file=sys.stderr)
 
 
-IDX_MAGIC = {"images": 2051, "labels": 2049}  # IDX: uint8 data, 3 and 1 dimensions
-
-
-def check_idx(path: Path, kind: str) -> int:
-    """The number of items in an MNIST IDX file, or UserError naming the file.
-
-    torchvision parses with bare asserts and no file name; this reads the header
-    and compares the file's size with it, which is cheap and tells what is wrong.
-    """
-    ndim = 3 if kind == "images" else 1
-    header_size = 4 + 4 * ndim
-    with path.open("rb") as file:
-        data = file.read(header_size)
-    size = path.stat().st_size
-    if len(data) < header_size:
-        raise UserError(f"{path} is truncated: {size} bytes, too short even for an IDX header")
-    magic = int.from_bytes(data[:4], "big")
-    if magic != IDX_MAGIC[kind]:
-        raise UserError(f"{path} is not an MNIST {kind} file (magic number {magic}, expected {IDX_MAGIC[kind]})")
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    if kind == "images" and dims[1:] != [28, 28]:
-        raise UserError(f"{path} holds {dims[1]}x{dims[2]} images; MNIST's are 28x28")
-    expected = header_size + dims[0] * (784 if kind == "images" else 1)
-    if size != expected:
-        raise UserError(f"{path} is truncated or damaged: {size} bytes where its header announces {expected}")
-    return dims[0]
-
-
-def raw_dir(data_dir: str | Path) -> Path:
-    """Where torchvision's MNIST keeps the four files under its root."""
-    return Path(data_dir) / "MNIST" / "raw"
-
-
-def load_mnist(data_dir: str | Path, train: bool, download: bool) -> MNIST:
-    """torchvision's MNIST (download, checksums, parsing), with one clear message on failure."""
-    raw = raw_dir(data_dir)
-    prefix = "train" if train else "t10k"
-    images, labels = raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte"
-    if images.is_file() and labels.is_file():
-        n_images, n_labels = check_idx(images, "images"), check_idx(labels, "labels")
-        if n_images != n_labels:
-            raise UserError(f"{images} holds {n_images} images but {labels} holds {n_labels} labels")
-    try:
-        return MNIST(str(data_dir), train=train, download=download)
-    except OSError as err:  # a folder that cannot be created or written, a full disk
-        raise UserError(f"cannot write MNIST into {raw}: {err.strerror or err}. "
-                        "Free space, or point --data.data_dir at a writable folder") from err  # fmt: skip
-    except RuntimeError as err:  # torchvision raises it for a failed download or missing files
-        reason = " ".join(str(err).split())[:400] if download else "download is switched off"
-        raise UserError(
-            f"MNIST is not in {raw} and could not be downloaded ({reason}). "
-            f"Put the four files {', '.join(RAW_FILES)} (or their .gz) into {raw}, "
-            "or point --data.data_dir at a folder that holds MNIST/raw/."
-        ) from err
-
-
-def find_files(path: str) -> list[Path]:
-    """A file, every file under a directory, or a glob pattern's matches, sorted; each file once.
-
-    Symbolic links to folders are followed, but never into a folder already walked, so
-    link loops end; a file reached by two routes is read once. Unreadable folders are
-    named in a warning.
-    """
-    if not path.strip():
-        raise UserError("--data.predict_path is empty: give an image file, a folder or a glob pattern")
-    given = Path(path).expanduser()
-    if given.is_file():
-        return [given]
-    if given.exists() and not given.is_dir():  # a FIFO, a device, a socket: reading it could block or never end
-        raise UserError(f"--data.predict_path {path} is not a picture file or a folder (a device, FIFO or socket)")
-    if given.is_dir():
-        root, pattern = given, None
-    else:
-        parts = given.parts
-        magic = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
-        root, pattern = Path(*parts[:magic]) if magic else Path("."), parts[magic:]
-    files = sorted(f for f in _walk(root) if pattern is None or _matches(f.relative_to(root).parts, pattern))
-    if not files:
-        raise UserError(f"--data.predict_path {path}: no such file, or no files in that directory or pattern")
-    return files
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    """The files under root, following folder links but entering each real folder and reading each file once."""
-    seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[tuple[int, int]] = set()
-
-    def unreadable(err: OSError) -> None:
-        warn(f"skipped the folder {err.filename}: {err.strerror}")
-
-    for folder, dirs, names in os.walk(root, followlinks=True, onerror=unreadable):
-        stat = os.stat(folder)
-        if (stat.st_dev, stat.st_ino) in seen_dirs:
-            dirs.clear()
-            continue
-        seen_dirs.add((stat.st_dev, stat.st_ino))
-        dirs.sort()
-        for name in sorted(names):
-            file = Path(folder, name)
-            try:
-                info = file.stat()
-            except OSError:  # a dangling link
-                continue
-            if file.is_file() and (info.st_dev, info.st_ino) not in seen_files:
-                seen_files.add((info.st_dev, info.st_ino))
-                yield file
-
-
-def _matches(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
-    """Whether path components match a glob's components; `**` spans any number of folders."""
-    if not pattern:
-        return not parts
-    if pattern[0] == "**":
-        return any(_matches(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
-    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _matches(parts[1:], pattern[1:])
-
-
-# Pictures above this many pixels are skipped: a small compressed file can hold a huge
-# image (12000x12000 is 3.7 GB to decode), and no photo of one digit needs more.
-MAX_PIXELS = 40_000_000
-# JPEGs above this are decoded at a reduced scale (Pillow's draft: 1/2 to 1/8, nearly free);
-# the digit is cropped and shrunk to 20 px anyway.
-DRAFT_PIXELS = 4_000_000
-
-
-class TooManyPixels(ValueError):
-    """A picture larger than the pixels a reader accepts."""
-
-
-def read_digit(source: str | Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """One picture (a file or a file object) as a 28x28 uint8 MNIST digit, made as MNIST was.
-
-    Raises TooManyPixels (judged from the header, before decoding), NoDigit (blank), or what
-    Pillow raises for a file it cannot read (any exception: a damaged file can break a decoder in any way).
-    """
-    with Image.open(source) as image:
-        if image.width * image.height > max_pixels:
-            raise TooManyPixels(f"{image.width}x{image.height} pixels, more than the {max_pixels:,} read")
-        if image.format == "JPEG" and image.width * image.height > DRAFT_PIXELS:
-            image.draft(image.mode, (1024, 1024))
-        return mnist_style(image)
-
-
-def frames(path: Path) -> int:
-    """How many frames (GIF) or pages (TIFF) a picture file holds; 1 when it cannot tell."""
-    try:
-        with Image.open(path) as image:
-            return getattr(image, "n_frames", 1)
-    except Exception:  # noqa: BLE001  # read_digit has named the file already
-        return 1
-
-
 def read_digits(path: str) -> tuple[TensorBatches, list[Path]]:
     """People's digit pictures as MNIST digits; files that cannot be read are named and skipped."""
-    files = find_files(path)
+    files = find_files(path, warn)
     digits, kept = [], []
     for file in files:
         try:

@@ -28,9 +28,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnist_lightning.data import TooManyPixels, read_digit
 from mnist_lightning.errors import UserError
 from mnist_lightning.export import Probabilities
+from mnist_lightning.pictures import TooManyPixels, read_digit
 from mnist_lightning.preprocess import NoDigit
 
 MAX_BYTES = 5_000_000  # a drawing or photo of one digit is far smaller

@@ -21,7 +21,7 @@ import onnxruntime as ort
 import torch
 
 from mnist_lightning.checkpoint import load_checkpoint
-from mnist_lightning.data import load_mnist
+from mnist_lightning.mnist_files import load_mnist
 from mnist_lightning.module import MNISTClassifier
 
 

@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from PIL import Image
 
-from mnist_lightning.data import read_digit
+from mnist_lightning.pictures import read_digit
 
 CLI = [sys.executable, "-m", "mnist_lightning"]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from mnist_lightning.data import load_mnist
+from mnist_lightning.mnist_files import load_mnist
 
 
 def start_server(ckpt_path: str, port: int) -> subprocess.Popen[bytes]:

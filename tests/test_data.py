@@ -14,8 +14,9 @@ from helpers.mnist import N_TEST, N_TRAIN, write_idx
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from PIL import Image
 
-from mnist_lightning.data import MNISTDataModule, find_files, read_digits
+from mnist_lightning.data import MNISTDataModule, read_digits
 from mnist_lightning.errors import UserError
+from mnist_lightning.pictures import find_files
 
 
 def fitted(data_dir, **kwargs) -> MNISTDataModule:
