@@ -70,6 +70,7 @@ class MNISTCLI(LightningCLI):
         # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it).
         os.environ.setdefault("TQDM_MINITERS", "25")
         tune_host()  # the process-wide CPU settings; the classes alone leave the process as it is
+        self.argv = list(sys.argv[1:] if args is None else args) if args is None or isinstance(args, list) else []
         self.hardware_lines = quiet.HardwareLines()
         try:
             self._start(args, run)
@@ -101,10 +102,16 @@ class MNISTCLI(LightningCLI):
             run=run,
         )
 
-    @staticmethod
-    def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "report": {"model", "datamodule"}, "export": {"model", "datamodule"},
-                "serve": {"model", "datamodule"}}
+    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
+        """The subcommand typed, or all of them (for the listing and a mistyped name).
+
+        Lightning builds a parser per subcommand by reading the Trainer's signature, a quarter
+        of a second of every command's start for six parsers it does not use (docs/speed.md).
+        """
+        every = {**LightningCLI.subcommands(), "report": {"model", "datamodule"}, "export": {"model", "datamodule"},
+                 "serve": {"model", "datamodule"}}  # fmt: skip
+        typed = invoked_subcommand(self.argv, every)
+        return {typed: every[typed]} if typed else every
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
@@ -113,7 +120,7 @@ class MNISTCLI(LightningCLI):
         """Replaced by parse_arguments: Lightning's copies the checkpoint's settings over the command line."""
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        argv = list(sys.argv[1:] if args is None else args) if args is None or isinstance(args, list) else []
+        argv = self.argv
         check_config_files(argv)
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
@@ -207,6 +214,17 @@ class MNISTCLI(LightningCLI):
             # Evaluations write no checkpoints, so where the checkpoint callbacks would write is moot.
             warnings.filterwarnings("ignore", message="The dirpath has changed from")
         return trainer
+
+
+def invoked_subcommand(argv: list[str], names: dict[str, Any]) -> str | None:
+    """The subcommand named on the command line (not a -c/--config file that happens to be named
+    like one), or None."""
+    for i, arg in enumerate(argv):
+        if arg in names and (i == 0 or argv[i - 1] not in ("-c", "--config")):
+            return arg
+        if not arg.startswith("-") and (i == 0 or argv[i - 1] not in ("-c", "--config")):
+            return None  # a word that is no subcommand: the parser will say so, listing them
+    return None
 
 
 def is_first_process() -> bool:

@@ -256,3 +256,18 @@ def test_python_dash_m_runs_the_command(monkeypatch, capsys):
     finally:
         gc.unfreeze()  # the console freezes what exists for a quick exit; this process goes on
     assert exit_.value.code == 0 and "MNIST digit classifier" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["fit", "-c", "x.yaml"], "fit"), (["-c", "test", "report"], "report"), (["--config", "a.yaml", "predict"], "predict"),
+     (["--help"], None), (["fitt"], None), (["fit", "--data.predict_path", "test"], "fit"), ([], None)],
+)  # fmt: skip
+def test_only_the_typed_subcommand_gets_a_parser(argv, expected):
+    every = MNISTCLI.__new__(MNISTCLI)
+    every.argv = argv
+    assert cli_module.invoked_subcommand(argv, {name: set() for name in SUBCOMMANDS}) == expected
+    assert list(every.subcommands()) == ([expected] if expected else SUBCOMMANDS)
+
+
+SUBCOMMANDS = ["fit", "validate", "test", "predict", "report", "export", "serve"]
