@@ -28,7 +28,7 @@ def test_a_python_fit_writes_a_run_as_the_command_line_does(synthetic_mnist, tmp
     run = fit(runs_dir, synthetic_mnist[0], max_epochs=2)
     assert run.parent == runs_dir / "mnist" and re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", run.name)
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert names[-1] == "last.ckpt" and re.fullmatch(r"epoch0[01]-val_acc0\.\d{4}\.ckpt", names[0])
+    assert names[-1] == "last.ckpt" and re.fullmatch(r"epoch0[01]-val_acc[01]\.\d{4}\.ckpt", names[0])
     assert list(run.glob("events.out.tfevents.*"))
     output = capsys.readouterr().out
     assert f"Run: {shlex.quote(str(run))}" in output  # tmp_path is far from the current folder: absolute
