@@ -183,7 +183,7 @@ class MNISTCLI(LightningCLI):
             config.trainer.default_root_dir = str(run)
         if run is not None and self.subcommand in ("validate", "test", "report"):
             stage = "validate" if self.subcommand == "validate" else "test"
-            if runs.evaluated(run, runs.tag(f"{stage}_acc"), self.checkpoint_epoch):
+            if runs.evaluated(run, f"{stage}_acc", self.checkpoint_epoch):
                 rank_zero_info(f"The run {run} holds this checkpoint's {stage} results already: not logged again")
                 config.trainer.logger = False
                 return

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.functional.classification import (
     multiclass_f1_score,
     multiclass_precision,
@@ -19,15 +18,7 @@ from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.files import write_text
 from mnist_lightning.module import MNISTClassifier
-from mnist_lightning.runs import metric, run_of_checkpoint
-
-
-def scalar_events(run_dir: Path) -> dict[str, list]:
-    """Every scalar series of a run as tensorboard's own reader gives it (events with step,
-    wall_time, value), under the module's metric names (val_acc, not accuracy/val)."""
-    events = EventAccumulator(str(run_dir))
-    events.Reload()
-    return {metric(tag): events.Scalars(tag) for tag in events.Tags()["scalars"]}
+from mnist_lightning.runs import run_of_checkpoint, scalar_events
 
 
 def run_scalars(run_dir: Path) -> dict[str, list[float]]:

@@ -207,13 +207,19 @@ def hold(run: Path) -> int:
     return fd
 
 
-def evaluated(run: Path, tag_: str, epoch: int) -> bool:
-    """Whether the run's events already hold `tag_` at `epoch` (one evaluation of a checkpoint is logged once)."""
+def scalar_events(run_dir: Path) -> dict[str, list]:
+    """Every scalar series of a run as tensorboard's own reader gives it (events with step,
+    wall_time, value; every one kept), under the module's metric names (val_acc, not accuracy/val)."""
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
-    events = EventAccumulator(str(run), size_guidance={SCALARS: 0})
+    events = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})
     events.Reload()
-    return tag_ in events.Tags()["scalars"] and any(event.step == epoch for event in events.Scalars(tag_))
+    return {metric(tag_): events.Scalars(tag_) for tag_ in events.Tags()["scalars"]}
+
+
+def evaluated(run: Path, name: str, epoch: int) -> bool:
+    """Whether the run's events already hold the metric `name` at `epoch` (one evaluation of a checkpoint is logged once)."""
+    return any(event.step == epoch for event in scalar_events(run).get(name, []))
 
 
 def report_dir(ckpt_path: str | Path, output_dir: str | Path | None = None) -> Path:

@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mnist_lightning.report import run_scalars, scalar_events
+from mnist_lightning.report import run_scalars
+from mnist_lightning.runs import scalar_events
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "mnist_lightning"]

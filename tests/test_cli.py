@@ -25,7 +25,7 @@ from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.predict import CSVPredictionWriter
 from mnist_lightning.quiet import QuietLightning
 from mnist_lightning.report import run_scalars as scalars
-from mnist_lightning.report import scalar_events
+from mnist_lightning.runs import scalar_events
 
 
 @pytest.mark.slow
