@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import importlib
 
-from mnist_lightning import quiet
-
 # Imported on first use, so that `mnist_lightning.preprocess` alone (numpy and Pillow)
 # serves a consumer of an exported model who has no PyTorch.
 _CLASSES = {"MNISTClassifier": "module", "MNISTDataModule": "data", "MNISTNet": "model", "trainer": "training"}
 __all__ = list(_CLASSES)
-
-quiet.install()
 
 
 def __getattr__(name: str) -> object:

@@ -1,51 +1,21 @@
-"""What a run does besides the recipe: checkpoints, the summary, the progress bar, the
-end-of-fit block, exact resumes and SLURM's requeue."""
+"""What a run does besides the recipe: checkpoints, exact resumes with new settings, the stop
+on a NaN loss, the test's predictions for `report`, the progress bar and SLURM's requeue."""
 
 from __future__ import annotations
 
-import os
-import shlex
-import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, TQDMProgressBar
-from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.model_summary import summarize
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.optim.lr_scheduler import OneCycleLR
+from torchmetrics.classification import MulticlassConfusionMatrix
 
-from mnist_lightning import failures
-
-
-class LayerSummary(ModelSummary):
-    """The network's layers as Keras' model.summary() lists them: each layer's output shape
-    and exact parameter count, and the total once (Lightning's table also lists the metric
-    objects as layers and rounds the counts)."""
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero:
-            print(layer_table(pl_module))
-
-
-def layer_table(pl_module: L.LightningModule) -> str:
-    """The rows of `pl_module.net` (one input image through it), and the parameter total."""
-    with warnings.catch_warnings():
-        # Under mixed precision Lightning calls its size estimate inaccurate; the size here is float32's.
-        warnings.filterwarnings("ignore", message="Precision .*-mixed is not supported by the model summary")
-        summary = summarize(pl_module, max_depth=2)
-    rows = [("Layer (type)", "Output shape", "Params")]
-    for name, kind, shape, params in zip(summary.layer_names, summary.layer_types, summary.out_sizes, summary.param_nums):
-        if name.startswith("net."):
-            rows.append((f"{name} ({kind})", str(shape), f"{params:,}"))
-    total, trainable = summary.total_parameters, summary.trainable_parameters
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
-    rule = "-" * len(lines[0])
-    # Mixed precision keeps the weights in float32: 4 bytes a parameter.
-    return "\n".join([lines[0], rule, *lines[1:], rule,
-                      f"Total params: {total:,} (trainable: {trainable:,}), {total * 4 / 1e6:.2f} MB"])  # fmt: skip
+from mnist_lightning.errors import UserError
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -78,49 +48,6 @@ class RunProgressBar(TQDMProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         return metrics
-
-
-class FitSummary(L.Callback):
-    """Ends `fit` with where the run went and the commands that take it further."""
-
-    @rank_zero_only
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.interrupted:
-            return
-        print(fit_summary(trainer), flush=True)
-
-
-def _shown(path: str | Path) -> str:
-    """A path as a user pastes it: relative to the current folder when under it or beside it
-    (a notebook in notebooks/ and runs/ in the repository), else absolute; quoted for a shell."""
-    relative = os.path.relpath(Path(path).absolute())
-    return shlex.quote(relative if relative.split(os.sep).count("..") <= 1 else str(Path(path).absolute()))
-
-
-def fit_summary(trainer: L.Trainer) -> str:
-    """The run folder, the best checkpoint with its val_acc (else last.ckpt), and the next commands."""
-    checkpoints = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-    best = next((c for c in checkpoints if c.monitor and c.best_model_path), None)
-    last = next((c.last_model_path or c.best_model_path for c in checkpoints if c.last_model_path or not c.monitor), "")
-    lines = []
-    if trainer.logger is not None and trainer.logger.log_dir:
-        lines.append(f"Run: {_shown(trainer.logger.log_dir)}")
-    if best is not None:
-        score = f"{best.monitor} {best.best_model_score:.4f}" if best.best_model_score is not None else best.monitor
-        ckpt = best.best_model_path
-        lines.append(f"Best checkpoint ({score}): {_shown(ckpt)}")
-    elif last:
-        ckpt = last
-        lines.append(f"Last checkpoint (no validation ran): {_shown(ckpt)}")
-    else:
-        lines.append("No checkpoint was saved: checkpoints are written when validation runs "
-                     f"(every {trainer.check_val_every_n_epoch} epoch(s), --trainer.check_val_every_n_epoch)")  # fmt: skip
-        return "\n".join(lines)
-    lines += ["Next:", *(f"  mnist-lightning {command} --ckpt_path {_shown(ckpt)}{extra}" for command, extra in
-                         (("test", ""), ("report", ""), ("predict", " --data.predict_path my_digits/")))]  # fmt: skip
-    if trainer.logger is not None and trainer.logger.save_dir:
-        lines.append(f"  tensorboard --logdir {_shown(trainer.logger.save_dir)}")
-    return "\n".join(lines)
 
 
 class RNGState(L.Callback):
@@ -158,17 +85,124 @@ class RNGState(L.Callback):
 class SlurmRequeue(L.Callback):
     """Acts on SLURM's preemption warning (SIGUSR1) between batches: Lightning's requeue,
     which saves hpc_ckpt_N.ckpt and calls `scontrol requeue`, run from the training loop
-    instead of from inside the signal handler (see failures._on_requeue_signal)."""
+    instead of from inside the signal handler (see failures.Command).
+
+    Args:
+        signals: The list the command's SIGUSR1 handler appends to.
+    """
+
+    def __init__(self, signals: list[int]) -> None:
+        self.signals = signals
 
     def _act(self, trainer: L.Trainer) -> None:
+        if not self.signals:
+            return
+        signum = self.signals.pop()
+        self.signals.clear()
+        # Private: Lightning has no public call for its requeue (save hpc_ckpt_N.ckpt, scontrol requeue)
+        # nor a public cluster environment for a single-device run.
         environment = trainer._accelerator_connector.cluster_environment
-        if failures.REQUEUE_SIGNALS and isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
-            signum = failures.REQUEUE_SIGNALS.pop()
-            failures.REQUEUE_SIGNALS.clear()
-            trainer._signal_connector._slurm_sigusr_handler_fn(signum, None)  # Lightning's own requeue
+        if isinstance(environment, SLURMEnvironment) and environment.auto_requeue:
+            trainer._signal_connector._slurm_sigusr_handler_fn(signum, None)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self._act(trainer)
 
     def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self._act(trainer)
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Stops training with a clear message once the training loss is NaN or infinite.
+
+    Checked every `every_n_steps` steps and at the epoch's last batch, before validation,
+    so that the epoch's checkpoints are never written from broken weights and last.ckpt
+    stays the last good one (EarlyStopping's check_finite looks at a validation metric
+    after the epoch's checkpoint is saved: too late). Broken weights give a NaN loss at
+    every later step, so a check now and then finds them; each check is one host sync.
+
+    Args:
+        every_n_steps: How often to look at the loss.
+    """
+
+    def __init__(self, every_n_steps: int = 50) -> None:
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        last = batch_idx + 1 >= trainer.num_training_batches
+        if not (last or trainer.global_step % self.every_n_steps == 0) or outputs["loss"].isfinite():
+            return
+        saved = trainer.checkpoint_callback.dirpath if trainer.checkpoint_callback else None
+        raise UserError(
+            f"the training loss became NaN or infinite in epoch {trainer.current_epoch}, before step "
+            f"{trainer.global_step}; training stopped. "
+            + (f"The last good checkpoint, last.ckpt, is intact in {saved}. " if saved else "")
+            + "Try a lower --model.lr, or check the data."
+        )
+
+
+class TestResults(L.Callback):
+    """Every test image's probabilities, in the test set's order, and the confusion matrix (rows:
+    true digit), from the logits `test_step` returns: what `report` and TensorBoard's image need."""
+
+    def __init__(self) -> None:
+        self.confusion = MulticlassConfusionMatrix(10, validate_args=False)
+        self.batches: list[Tensor] = []
+        self.matrix = torch.zeros(10, 10, dtype=torch.long)
+        self.probabilities = torch.zeros(0, 10)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.confusion = self.confusion.to(pl_module.device)
+        self.confusion.reset()
+        self.batches = []
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.confusion.update(outputs, batch[1])
+        self.batches.append(outputs.softmax(dim=1))
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Every rank takes part in both: torchmetrics sums the matrix over DDP ranks, and
+        # the data module gathers each rank's share of probabilities into the test set's order.
+        self.matrix = self.confusion.compute().cpu()
+        self.probabilities = torch.cat(self.batches).float().cpu()
+        if trainer.world_size > 1:
+            self.probabilities = trainer.datamodule.in_dataset_order(self.probabilities)
+        self.batches = []
+
+
+class NewSettingsOnResume(L.Callback):
+    """Resuming loads the optimizer's and the schedule's state as saved, settings included; the
+    settings given now win: the optimizer takes them, and a 1cycle schedule is rebuilt for the
+    new settings and length as if it had run with them from the start."""
+
+    def __init__(self) -> None:
+        self.saved: dict[str, Any] | None = None  # the checkpoint's settings, while resuming
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.saved = checkpoint.get("hyper_parameters", {})
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.saved is None:
+            return
+        old, hp, self.saved = self.saved, pl_module.hparams, None
+        settings = {"lr": hp.lr, "betas": tuple(hp.betas), "eps": hp.eps, "weight_decay": hp.weight_decay}
+        changed = [f"{k} {old[k]} -> {v}" for k, v in hp.items() if k in old and _differs(old[k], v)]
+        if hp.get("one_cycle"):
+            scheduler = trainer.lr_scheduler_configs[0].scheduler
+            if scheduler.total_steps != trainer.estimated_stepping_batches:
+                changed.append(f"1cycle schedule {scheduler.total_steps} -> {trainer.estimated_stepping_batches} steps")
+            fresh = OneCycleLR(torch.optim.Adam([torch.zeros(1, requires_grad=True)], **settings),
+                               max_lr=hp.lr, total_steps=trainer.estimated_stepping_batches)
+            for _ in range(trainer.global_step):
+                fresh.optimizer.step()
+                fresh.step()
+            scheduler.load_state_dict(fresh.state_dict())
+            settings = {k: v for k, v in fresh.optimizer.param_groups[0].items() if k != "params"}
+        for group in trainer.optimizers[0].param_groups:
+            group.update(settings)
+        if changed:
+            rank_zero_info(f"Resuming with new settings: {', '.join(changed)}")
+
+
+def _differs(old: object, new: object) -> bool:
+    return (list(old) if isinstance(old, (list, tuple)) else old) != (list(new) if isinstance(new, (list, tuple)) else new)

@@ -22,13 +22,14 @@ from lightning.pytorch.cli import (
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from mnist_lightning import failures, quiet, runs, training
-from mnist_lightning.callbacks import LayerSummary
+from mnist_lightning import quiet, runs, training
 from mnist_lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
+from mnist_lightning.failures import Command
 from mnist_lightning.files import refuse_overwriting_inputs
 from mnist_lightning.host import tune_host
+from mnist_lightning.logger import evaluated
 from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.parser import OneLineParser, check_config_files
 from mnist_lightning.predict import CSVPredictionWriter
@@ -41,6 +42,7 @@ from mnist_lightning.settings import (
     saved_settings,
 )
 from mnist_lightning.subcommands import MNISTTrainer
+from mnist_lightning.summaries import LayerSummary
 
 DESCRIPTION = """Train the MNIST digit classifier of the Keras notebook (two convolutions, 225,034
 parameters) with PyTorch Lightning; every fit is a run folder under runs/mnist/ that
@@ -65,11 +67,8 @@ class MNISTCLI(LightningCLI):
     it was trained with; options and config files given on the command line win.
     """
 
-    def __init__(self, args: ArgsType = None, run: bool = True) -> None:
-        # The progress bar redraws every 25 steps, ~2 times a second on this CPU
-        # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it).
-        os.environ.setdefault("TQDM_MINITERS", "25")
-        tune_host()  # the process-wide CPU settings; the classes alone leave the process as it is
+    def __init__(self, args: ArgsType = None, run: bool = True, command: Command | None = None) -> None:
+        self.command = command or Command()  # what main() reports if the command does not finish
         self.argv = list(sys.argv[1:] if args is None else args) if args is None or isinstance(args, list) else []
         self.hardware_lines = quiet.HardwareLines()
         try:
@@ -87,10 +86,10 @@ class MNISTCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             trainer_defaults={
                 "logger": {
-                    "class_path": "mnist_lightning.runs.RunLogger",
+                    "class_path": "mnist_lightning.logger.RunLogger",
                     "init_args": {"save_dir": runs.RUNS_DIR, "name": "mnist", "default_hp_metric": False},
                 },
-                "callbacks": training.callbacks(),
+                "callbacks": training.callbacks(requeue_signals=self.command.requeue),
             },
             # configs/' seed, so that --help shows what a fit uses (Lightning's default, True,
             # draws a random one). Evaluations do not seed (parse_arguments).
@@ -149,6 +148,8 @@ class MNISTCLI(LightningCLI):
         subparser.set_defaults({f"{group}.{k}": v for group, values in saved.items() for k, v in values.items()})
         super().parse_arguments(parser, args)
         config = self.config[subcommand]
+        if subcommand == "report":  # the one place its folder is chosen
+            config.output_dir = str(runs.report_dir(ckpt_path, config.output_dir))
         if subcommand == "fit":
             check_resume(ckpt_path, checkpoint, saved, config)
         else:
@@ -161,37 +162,52 @@ class MNISTCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Points the run logger at the run this command belongs to."""
-        failures.COMMAND.append(self.subcommand or "")
+        self.command.name = self.subcommand or "the command"
         if self.subcommand not in (None, "fit"):
             logging.getLogger(quiet.RANK_ZERO_LOGGER).addFilter(self.hardware_lines)
         config = self.config[self.subcommand] if self.subcommand else self.config
+        for key in ("model", "data", "prediction_writer") if self.subcommand else ():
+            config[key] = Namespace({name: plain(value) for name, value in vars(config[key]).items()})
         if self.subcommand == "predict" and config.prediction_writer.output == "-":
             config.trainer.enable_progress_bar = False  # the bar writes to stdout, where the CSV goes
         logger = config.trainer.logger
-        if not (isinstance(logger, Namespace) and logger.get("class_path") == "mnist_lightning.runs.RunLogger"):
+        if not (isinstance(logger, Namespace) and logger.get("class_path") == "mnist_lightning.logger.RunLogger"):
             return  # the user's own logger, or none
         if self.subcommand in ("predict", "export", "serve"):  # nothing of theirs goes into a run
             config.trainer.logger = False
             return
+        run = self._run(config)
+        if run is None:
+            return  # the run holds these results already
+        logger.init_args.save_dir, logger.init_args.name, logger.init_args.version = str(run.parent.parent), run.parent.name, run.name
+        if self.command.run is not None and run.is_dir() and is_first_process():  # a SLURM job's first run is made later
+            self.command.lock = runs.hold(run)  # open until the process ends
+
+    def _run(self, config: Namespace) -> Path | None:
+        """The run this command writes into: the checkpoint's, a SLURM job's, or a new one;
+        None when the checkpoint's run holds this evaluation already."""
+        init = config.trainer.logger.init_args
         run = runs.run_of_checkpoint(config.ckpt_path) if config.get("ckpt_path") else None
         if run is None and self.subcommand == "fit" and SLURMEnvironment.detect():
             # A requeued SLURM job starts again under the same id: it must find its run,
             # where Lightning's requeue handler saved hpc_ckpt_N.ckpt, and resume from it.
             job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "0"))
             task = os.environ.get("SLURM_ARRAY_TASK_ID")
-            run = Path(logger.init_args.save_dir, logger.init_args.name, f"slurm-{job}" + (f"_{task}" if task else ""))
+            run = Path(init.save_dir, init.name, f"slurm-{job}" + (f"_{task}" if task else ""))
             config.trainer.default_root_dir = str(run)
         if run is not None and self.subcommand in ("validate", "test", "report"):
             stage = "validate" if self.subcommand == "validate" else "test"
-            if runs.evaluated(run, f"{stage}_acc", self.checkpoint_epoch):
+            if evaluated(run, f"{stage}_acc", self.checkpoint_epoch):
                 rank_zero_info(f"The run {run} holds this checkpoint's {stage} results already: not logged again")
                 config.trainer.logger = False
-                return
-        if run is not None:
-            logger.init_args.save_dir, logger.init_args.name, logger.init_args.version = str(run.parent.parent), run.parent.name, run.name
-            runs.ACTIVE.append(run)
-            if self.subcommand == "fit" and run.is_dir() and is_first_process():
-                self.run_lock = runs.hold(run)  # open until the process ends
+                return None
+        if run is None:
+            if not is_first_process():  # rank 0 makes the run; Lightning gives the other ranks its folder
+                return Path(init.save_dir, init.name, runs.stamp())
+            run, self.command.created = runs.claim(Path(init.save_dir, init.name))
+            self.command.claimed = True
+        self.command.run = run
+        return run
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -227,6 +243,16 @@ def invoked_subcommand(argv: list[str], names: dict[str, Any]) -> str | None:
     return None
 
 
+def plain(value: Any) -> Any:
+    """A setting with jsonargparse's restricted types (PositiveInt, ...) as the int or float it is:
+    checkpoints then hold only Python's own types, which load weights-only."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return float(value) if isinstance(value, float) else int(value)
+    return value
+
+
 def is_first_process() -> bool:
     """Whether this is rank 0 of a job, from the variables launchers set (ranks are known before the Trainer)."""
     return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"))
@@ -238,7 +264,13 @@ def main(args: ArgsType = None) -> None:
 
     Set MNIST_LIGHTNING_DEBUG=1 to see the full traceback instead.
     """
-    failures.run_reporting_failures(lambda: MNISTCLI(args=args))
+    # The progress bar redraws every 25 steps, ~2 times a second on this CPU
+    # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it).
+    os.environ.setdefault("TQDM_MINITERS", "25")
+    tune_host()  # the process-wide CPU settings
+    quiet.install()
+    command = Command()
+    command.run_reporting_failures(lambda: MNISTCLI(args=args, command=command))
 
 
 def console() -> None:

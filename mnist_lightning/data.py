@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from jsonargparse.typing import NonNegativeInt, OpenUnitInterval, PositiveInt
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
@@ -79,22 +80,19 @@ class MNISTDataModule(L.LightningDataModule):
     def __init__(
         self,
         data_dir: str = "data",
-        batch_size: int = 128,
-        eval_batch_size: int = 250,
-        val_split: float = 0.1,
+        batch_size: PositiveInt = 128,
+        eval_batch_size: PositiveInt = 250,
+        val_split: OpenUnitInterval = 0.1,
         standardize: bool = False,
         download: bool = True,
-        num_workers: int = 0,
+        num_workers: NonNegativeInt = 0,
         predict_path: str | None = None,
         augment: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise UserError(f"batch sizes must be at least 1, got {batch_size} and {eval_batch_size}")
-        if not 0 < val_split < 1:
-            raise UserError(f"val_split must lie strictly between 0 and 1, got {val_split}")
-        if num_workers < 0:
-            raise UserError(f"num_workers must be 0 or more, got {num_workers}")
+        if batch_size < 1 or eval_batch_size < 1 or not 0 < val_split < 1 or num_workers < 0:  # the CLI's types check it first
+            raise UserError("need batch sizes >= 1, 0 < val_split < 1 and num_workers >= 0; "
+                            f"got {batch_size}, {eval_batch_size}, {val_split}, {num_workers}")
         # predict_path is not kept in checkpoints: a later `predict` must not silently read old pictures.
         self.save_hyperparameters(ignore="predict_path")
         self.data_dir = data_dir

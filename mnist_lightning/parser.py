@@ -6,6 +6,7 @@ import argparse
 import copy
 import fnmatch
 import itertools
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -123,6 +124,12 @@ class OneLineParser(LightningArgumentParser):
         if not self.exit_on_error:
             super().error(message, ex)
         message = " ".join(message.replace("<unicode string>", "the config file").split())
+        # jsonargparse's words for a value outside a restricted type's range, as an option and its limits
+        restricted = re.fullmatch(r'Parser key "([\w.]+)": Not of type \w+: (\S+) does not conform to restriction (.+)', message)
+        if restricted:
+            key, value, limits = restricted.groups()
+            limits = re.sub(r"\bv\b", key.split(".")[-1], limits)
+            message = f"--{key} {value} is out of range: it must be {limits}"
         print(f"mnist-lightning: error: {message} (see {self.prog.replace(' [options]', '')} --help)", file=sys.stderr)
         sys.exit(2)
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: works on servers without a display
-
-import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
@@ -19,9 +15,16 @@ from mnist_lightning.files import write_atomically
 DIGITS = [str(d) for d in range(10)]
 
 
+def _subplots(*grid: int, figsize: tuple[float, float], dpi: float | None = None, squeeze: bool = True) -> tuple[Figure, Any]:
+    """A figure outside pyplot: no backend or display is chosen for the process, and the
+    figure is freed with its last reference."""
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots(*grid, squeeze=squeeze)
+
+
 def confusion_figure(cm: np.ndarray) -> Figure:
     """Counts, and rows normalized to recall, side by side (rows: true digit)."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 6.2))
+    fig, axes = _subplots(1, 2, figsize=(13, 6.2))
     rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     for ax, data, fmt, title in ((axes[0], cm, "d", "counts"), (axes[1], rows, ".2f", "row-normalized (recall)")):
         sns.heatmap(data, annot=True, fmt=fmt, cmap="Blues", cbar=False, square=True, ax=ax,
@@ -33,7 +36,7 @@ def confusion_figure(cm: np.ndarray) -> Figure:
 
 def confusion_thumbnail(cm: np.ndarray) -> Figure:
     """The counts alone, drawn to be read at TensorBoard's image-card size (~400 px)."""
-    fig, ax = plt.subplots(figsize=(4.2, 4.0), dpi=100)
+    fig, ax = _subplots(figsize=(4.2, 4.0), dpi=100)
     sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, square=True, ax=ax, linewidths=0.5,
                 xticklabels=DIGITS, yticklabels=DIGITS, annot_kws={"size": 8})  # fmt: skip
     ax.set(xlabel="predicted digit", ylabel="true digit", title="Confusion matrix (test set)")
@@ -49,7 +52,7 @@ def curves_figure(series: dict[str, dict[int, float]]) -> Figure:
     """Loss and accuracy, training against validation, as the notebook plots them; each
     value at the epoch it was logged for ({metric: {epoch: value}}, epochs counted from 1),
     so a run that validates every few epochs or was resumed is drawn where it belongs."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
     for ax, (metric, quantity) in zip(axes, CURVES.items()):
         for stage, name in STAGE_NAMES.items():
             points = sorted(series.get(f"{stage}_{metric}", {}).items())
@@ -65,7 +68,7 @@ def curves_figure(series: dict[str, dict[int, float]]) -> Figure:
 def digits_figure(images: np.ndarray, captions: list[str], title: str, columns: int = 8) -> Figure:
     """A grid of 28x28 digits (white ink on black, as MNIST stores them) with a caption each."""
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.75), squeeze=False)
+    fig, axes = _subplots(rows, columns, figsize=(columns * 1.3, rows * 1.75), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, captions):
@@ -77,8 +80,5 @@ def digits_figure(images: np.ndarray, captions: list[str], title: str, columns: 
 
 
 def save(fig: Figure, path: str | Path) -> Path:
-    """Saves atomically and frees the figure (a report makes several)."""
-    try:
-        return write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    finally:
-        plt.close(fig)
+    """Saves atomically."""
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))

@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse.typing import ClosedUnitInterval
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
@@ -32,7 +33,7 @@ class CSVPredictionWriter(BasePredictionWriter):
             in the summary: look at those pictures yourself.
     """
 
-    def __init__(self, output: str = "predictions.csv", threshold: float = 0.9) -> None:
+    def __init__(self, output: str = "predictions.csv", threshold: ClosedUnitInterval = 0.9) -> None:
         super().__init__(write_interval="epoch")
         if not 0 <= threshold <= 1:
             raise UserError(f"--prediction_writer.threshold must lie between 0 and 1, got {threshold}")

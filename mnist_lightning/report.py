@@ -14,11 +14,12 @@ from torchmetrics.functional.classification import (
 )
 
 from mnist_lightning import plots
+from mnist_lightning.callbacks import TestResults
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.files import write_text
-from mnist_lightning.module import MNISTClassifier
-from mnist_lightning.runs import run_of_checkpoint, scalar_events
+from mnist_lightning.logger import scalar_events
+from mnist_lightning.runs import run_of_checkpoint
 
 
 def run_scalars(run_dir: Path) -> dict[str, list[float]]:
@@ -92,13 +93,13 @@ def check_report_dir(folder: Path, ckpt_path: str | Path) -> None:
                         "report replaces nothing else: choose another folder with --output_dir DIR")  # fmt: skip
 
 
-def write_report(model: MNISTClassifier, datamodule: MNISTDataModule, test_loss: float, ckpt_path: str, out: Path) -> Path:
-    """After a `test` run of `model`: metrics.json and the figures, into the folder out."""
+def write_report(results: TestResults, datamodule: MNISTDataModule, test_loss: float, ckpt_path: str, out: Path) -> Path:
+    """After a `test` run: metrics.json and the figures, into the folder out."""
     run_dir = run_of_checkpoint(ckpt_path)
-    probabilities = torch.cat(model.test_probabilities).float().cpu()
+    probabilities = results.probabilities
     assert datamodule.test_set is not None
     labels, images = datamodule.test_set.labels, datamodule.test_set.images[:, 0].numpy()
-    metrics = class_metrics(model.test_confusion_matrix, probabilities, labels, test_loss)
+    metrics = class_metrics(results.matrix, probabilities, labels, test_loss)
     series = epoch_series(run_dir) if run_dir else {}
     curves = any(tag in series for tag in ("train_loss", "val_loss"))
     written = [name for name in REPORT_FILES if curves or name != "learning_curves.png"]

@@ -5,176 +5,36 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
-import re
-import shutil
 import time
 from pathlib import Path
-from typing import Any
-
-from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
 
 from mnist_lightning.errors import UserError
 
 RUNS_DIR = "runs"
-# The run directories this process created, so that a command that fails before it
-# saved anything can remove its empty run (see discard_empty_runs).
-CLAIMED: list[Path] = []
-CREATED: list[Path] = []  # the folders above them it created (runs/, runs/mnist/), removed again if left empty
-ACTIVE: list[Path] = []  # the existing run a command continues (resume) or adds results to
 
 
-# The module's metric names and their TensorBoard tags. The training curves are grouped
-# by quantity, so that TensorBoard opens on an "accuracy" and a "loss" section with a
-# card per stage; the one-point results of `test` and `validate` get sections of their own.
-METRIC = re.compile(r"(train|val|validate|test)_(loss|acc)(_step)?")
-QUANTITY = {"loss": "loss", "acc": "accuracy"}
-EVALUATIONS = ("test", "validate")
+def stamp() -> str:
+    """A run's name: when it started, e.g. 2026-12-01_18-40-12."""
+    return time.strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def tag(metric: str) -> str:
-    """train_loss -> loss/train, val_acc -> accuracy/val, train_loss_step -> loss/train_step,
-    test_acc -> test/accuracy, lr-Adam -> learning_rate."""
-    match = METRIC.fullmatch(metric)
-    if match:
-        stage, quantity, step = match.groups()
-        if stage in EVALUATIONS:
-            return f"{stage}/{QUANTITY[quantity]}"
-        return f"{QUANTITY[quantity]}/{stage}{step or ''}"
-    return "learning_rate" if metric.startswith("lr-") else metric
+def claim(root: Path) -> tuple[Path, list[Path]]:
+    """A new run folder under root, named by the time, and the folders above it this made.
 
-
-def metric(tag_: str) -> str:
-    """The inverse of `tag`."""
-    first, _, second = tag_.partition("/")
-    short = {v: k for k, v in QUANTITY.items()}
-    if first in EVALUATIONS and second in short:
-        return f"{first}_{short[second]}"
-    if first in short and second:
-        return f"{second.removesuffix('_step')}_{short[first]}{'_step' if second.endswith('_step') else ''}"
-    return tag_
-
-
-def layout(learning_rate: bool) -> dict:
-    """TensorBoard's custom-scalars layout: a chart per quantity and stage, so that a chart's
-    colours are its runs (TensorBoard colours by run: training and validation on one chart
-    would share each run's colour); evaluations beside the validation curves."""
-    charts = {
-        "loss, training (per epoch)": ["Multiline", ["^loss/train$"]],
-        "loss, validation (per epoch)": ["Multiline", ["^loss/val$", "^(validate|test)/loss$"]],
-        "accuracy, training (per epoch)": ["Multiline", ["^accuracy/train$"]],
-        "accuracy, validation (per epoch)": ["Multiline", ["^accuracy/val$", "^(validate|test)/accuracy$"]],
-        "training loss (per step)": ["Multiline", ["^loss/train_step$"]],
-    }
-    if learning_rate:  # logged when a schedule changes it
-        charts["learning rate (per step)"] = ["Multiline", ["^learning_rate$"]]
-    return {"MNIST": charts}
-
-
-class RunLogger(TensorBoardLogger):
-    """TensorBoard's logger, with each new run in `<save_dir>/<name>/<start time>`.
-
-    Names like 2026-12-01_18-40-12 sort in creation order and say when a run began.
-    The directory is claimed with one mkdir, which only one process can win: two runs
-    started in the same second get `..._2`, never the same folder. Under DDP only rank 0
-    claims; Lightning sends rank 0's directory to the other ranks.
-
-    Metrics are grouped by quantity (`tag`); per-epoch metrics are plotted against the
-    epoch instead of the step, and the `epoch` series Lightning adds is left out.
+    Made with one mkdir, which only one process can win: two runs started in the same
+    second get `..._2`, never the same folder.
     """
-
-    evaluated_epoch: int | None = None  # set by RunLayout for `validate` and `test`
-    validating = False  # `validate`: its val_* series go beside, not into, the training's
-
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        epoch = metrics.pop("epoch", None)
-        if self.validating:
-            metrics = {k.replace("val_", "validate_", 1) if k.startswith("val_") else k: v for k, v in metrics.items()}
-        if epoch is not None and any(METRIC.fullmatch(k) and not k.endswith("_step") for k in metrics):
-            step = int(epoch) if self.evaluated_epoch is None else self.evaluated_epoch
-        super().log_metrics({tag(k): v for k, v in metrics.items()}, step)
-
-    @rank_zero_only
-    def add_layout(self, learning_rate: bool) -> None:
-        self.experiment.add_custom_scalars(layout(learning_rate))
-
-    @rank_zero_only
-    def log_settings(self, settings: dict[str, Any]) -> None:
-        """The run's row in TensorBoard's HPARAMS: its settings, with its result series as the
-        metrics (TensorBoard shows each series' last value, so none is logged again)."""
-        from torch.utils.tensorboard.summary import hparams
-
-        # TensorBoard shows numbers and text: a bool would read 0.0000
-        plain = {k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else _text(v) for k, v in settings.items()}
-        metrics = {tag(f"{stage}_{quantity}"): 0.0 for stage in ("val", "train", "test") for quantity in ("acc", "loss")}
-        for summary in hparams(plain, metrics):
-            self.experiment.file_writer.add_summary(summary)
-
-    def _get_next_version(self) -> str:  # type: ignore[override]  # a name, not a number
-        stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-        if rank_zero_only.rank != 0:
-            return stamp
-        root = Path(self.root_dir)
-        CREATED.extend(folder for folder in (root, root.parent) if not folder.exists())
-        root.mkdir(parents=True, exist_ok=True)
-        for n in itertools.count(1):
-            run = root / (stamp if n == 1 else f"{stamp}_{n}")
-            try:
-                run.mkdir()
-            except FileExistsError:
-                continue
-            CLAIMED.append(run)
-            self.lock = hold(run)
-            return run.name
-        raise AssertionError("unreachable")
-
-
-# Settings left out of TensorBoard's HPARAMS table: where and how the data is read.
-NOT_RESULTS = {"data.data_dir", "data.download", "data.num_workers", "data.eval_batch_size", "data.predict_path"}
-
-
-def _text(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def run_settings(pl_module: LightningModule, datamodule: LightningDataModule | None) -> dict[str, Any]:
-    """The model's and data's settings that change a result, as `model.lr`, `data.batch_size`, ..."""
-    data = datamodule.hparams if datamodule is not None else {}
-    settings = {**{f"model.{k}": v for k, v in pl_module.hparams.items()}, **{f"data.{k}": v for k, v in data.items()}}
-    # Keys starting with "_" are LightningCLI's bookkeeping.
-    return {k: v for k, v in settings.items() if "._" not in k and k not in NOT_RESULTS}
-
-
-class RunLayout(Callback):
-    """What a run shows in TensorBoard besides its curves: the custom-scalars layout (written
-    when a run starts, not again when it resumes), its settings in HPARAMS when `fit` ends,
-    the results of `validate` and `test` at the epoch of their checkpoint, and the test's
-    confusion matrix."""
-
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.global_step == 0 and isinstance(trainer.logger, RunLogger):
-            trainer.logger.add_layout(learning_rate=bool(trainer.lr_scheduler_configs))
-
-    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if isinstance(trainer.logger, RunLogger):
-            trainer.logger.log_settings(run_settings(pl_module, trainer.datamodule))
-
-    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        matrix = getattr(pl_module, "test_confusion_matrix", None)
-        if isinstance(trainer.logger, RunLogger) and matrix is not None and trainer.is_global_zero:
-            from mnist_lightning.plots import confusion_thumbnail  # matplotlib only when testing
-
-            epoch = getattr(pl_module, "checkpoint_epoch", 0)
-            trainer.logger.experiment.add_figure("test_confusion_matrix", confusion_thumbnail(matrix.numpy()), epoch)
-
-    def on_validation_start(self, trainer: Trainer, pl_module: object) -> None:
-        if trainer.state.fn != "fit" and isinstance(trainer.logger, RunLogger):
-            trainer.logger.evaluated_epoch = getattr(pl_module, "checkpoint_epoch", 0)
-            trainer.logger.validating = trainer.state.fn == "validate"
-
-    on_test_start = on_validation_start
+    created = [folder for folder in (root, root.parent) if not folder.exists()]  # deepest first
+    root.mkdir(parents=True, exist_ok=True)
+    name = stamp()
+    for n in itertools.count(1):
+        run = root / (name if n == 1 else f"{name}_{n}")
+        try:
+            run.mkdir()
+        except FileExistsError:
+            continue
+        return run, created
+    raise AssertionError("unreachable")
 
 
 def run_of_checkpoint(ckpt_path: str | Path) -> Path | None:
@@ -207,37 +67,12 @@ def hold(run: Path) -> int:
     return fd
 
 
-def scalar_events(run_dir: Path) -> dict[str, list]:
-    """Every scalar series of a run as tensorboard's own reader gives it (events with step,
-    wall_time, value; every one kept), under the module's metric names (val_acc, not accuracy/val)."""
-    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
-
-    events = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})
-    events.Reload()
-    return {metric(tag_): events.Scalars(tag_) for tag_ in events.Tags()["scalars"]}
-
-
-def evaluated(run: Path, name: str, epoch: int) -> bool:
-    """Whether the run's events already hold the metric `name` at `epoch` (one evaluation of a checkpoint is logged once)."""
-    return any(event.step == epoch for event in scalar_events(run).get(name, []))
-
-
 def report_dir(ckpt_path: str | Path, output_dir: str | Path | None = None) -> Path:
     """Where `report` writes: output_dir, else report/ in the checkpoint's run, else <stem>-report/ beside it."""
     if output_dir:
         return Path(output_dir)
     run = run_of_checkpoint(ckpt_path)
     return run / "report" if run else Path(ckpt_path).with_name(f"{Path(ckpt_path).stem}-report")
-
-
-def discard_empty_runs() -> None:
-    """Removes the runs this process created that hold no checkpoint: a failed command leaves no run behind."""
-    for run in CLAIMED:
-        if run.is_dir() and not any(run.rglob("*.ckpt")):
-            shutil.rmtree(run, ignore_errors=True)
-    for folder in CREATED:
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
 
 
 def best_checkpoint_hint(save_dir: str | Path = RUNS_DIR) -> Path | None:
@@ -250,3 +85,12 @@ def best_checkpoint_hint(save_dir: str | Path = RUNS_DIR) -> Path | None:
     checkpoints = sorted(p for p in (newest / "checkpoints").glob("*.ckpt") if p.is_file())
     best = [c for c in checkpoints if c.name != "last.ckpt"]
     return (best or checkpoints)[-1]
+
+
+def __getattr__(name: str) -> object:
+    # Runs made before the logger moved to logger.py name it here in their config.yaml.
+    if name == "RunLogger":
+        from mnist_lightning.logger import RunLogger
+
+        return RunLogger
+    raise AttributeError(f"module 'mnist_lightning.runs' has no attribute {name!r}")

@@ -14,7 +14,6 @@ from mnist_lightning import runs
 from mnist_lightning.errors import UserError
 from mnist_lightning.mnist_files import RAW_FILES, raw_dir
 from mnist_lightning.parser import config_files
-from mnist_lightning.runs import report_dir
 
 
 def saved_settings(hparams: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -81,7 +80,7 @@ def outputs(subcommand: str, config: Namespace, ckpt_path: str) -> dict[str, Pat
     if subcommand == "report":
         from mnist_lightning.report import REPORT_FILES, check_report_dir
 
-        folder = report_dir(ckpt_path, config.output_dir)
+        folder = Path(config.output_dir)  # chosen by the CLI (report_dir)
         check_report_dir(folder, ckpt_path)
         return {f"--output_dir {folder}:": folder / name for name in REPORT_FILES}
     return {}

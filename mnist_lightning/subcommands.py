@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from lightning.pytorch import Trainer
@@ -12,7 +13,6 @@ from lightning.pytorch import Trainer
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.module import MNISTClassifier
-from mnist_lightning.runs import report_dir
 from mnist_lightning.settings import export_path
 
 
@@ -61,16 +61,20 @@ class MNISTTrainer(Trainer):
                 an earlier report of another checkpoint (or anyone else) wrote there are never replaced.
         """
         # matplotlib and seaborn load only here
+        from mnist_lightning.callbacks import TestResults
         from mnist_lightning.report import write_report
 
-        assert ckpt_path is not None  # parse_arguments refused a missing one
-        folder = report_dir(ckpt_path, output_dir)
-        (results,) = self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        assert ckpt_path is not None and output_dir is not None  # the CLI has checked and chosen them
+        results = next((c for c in self.callbacks if isinstance(c, TestResults)), None)
+        if results is None:
+            results = TestResults()
+            self.callbacks.append(results)
+        (scores,) = self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         if self.is_global_zero:
             try:
-                write_report(model, datamodule, results["test_loss"], ckpt_path, folder)
+                write_report(results, datamodule, scores["test_loss"], ckpt_path, Path(output_dir))
             except OSError as err:
-                raise UserError(f"cannot write the report into {err.filename or folder}: {err.strerror}. "
+                raise UserError(f"cannot write the report into {err.filename or output_dir}: {err.strerror}. "
                                 "Free space, or choose another folder with --output_dir DIR") from err  # fmt: skip
 
     def export(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,

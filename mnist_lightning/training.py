@@ -9,15 +9,31 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-from mnist_lightning.callbacks import FitSummary, LayerSummary, RNGState, RunCheckpoint, RunProgressBar, SlurmRequeue
+from mnist_lightning import quiet
+from mnist_lightning.callbacks import (
+    NewSettingsOnResume,
+    RNGState,
+    RunCheckpoint,
+    RunProgressBar,
+    SlurmRequeue,
+    StopOnNonFiniteLoss,
+    TestResults,
+)
 from mnist_lightning.checkpoint import AtomicCheckpointIO
 from mnist_lightning.host import tune_host
-from mnist_lightning.runs import RUNS_DIR, RunLayout, RunLogger
+from mnist_lightning.logger import RunLayout, RunLogger
+from mnist_lightning.runs import RUNS_DIR
+from mnist_lightning.summaries import FitSummary, LayerSummary
 
 
-def callbacks() -> list[L.Callback]:
-    """The best checkpoint by val_acc and last.ckpt after every epoch, the layer summary,
-    exact resumes, SLURM's requeue, TensorBoard's layout and settings, the end-of-fit block."""
+def callbacks(requeue_signals: list[int] | None = None) -> list[L.Callback]:
+    """The best checkpoint by val_acc and last.ckpt after every epoch, the layer summary, exact
+    resumes with new settings, the stop on a NaN loss, SLURM's requeue, the test's predictions,
+    TensorBoard's layout and settings, the end-of-fit block.
+
+    Args:
+        requeue_signals: Where the command notes SLURM's requeue signal (failures.Command.requeue).
+    """
     return [
         RunCheckpoint(
             monitor="val_acc", mode="max", filename="epoch{epoch:02d}-val_acc{val_acc:.4f}", auto_insert_metric_name=False
@@ -26,7 +42,10 @@ def callbacks() -> list[L.Callback]:
         RunCheckpoint(filename="last", enable_version_counter=False),
         LayerSummary(),
         RNGState(),
-        SlurmRequeue(),
+        NewSettingsOnResume(),
+        StopOnNonFiniteLoss(),
+        TestResults(),
+        SlurmRequeue(requeue_signals if requeue_signals is not None else []),
         RunLayout(),
         FitSummary(),
     ]
@@ -52,6 +71,7 @@ def trainer(runs_dir: str | Path = RUNS_DIR, name: str = "mnist", **kwargs: Any)
         name: The experiment's folder under runs_dir.
     """
     tune_host()
+    quiet.install()
     kwargs.setdefault("logger", logger(runs_dir, name))
     ours = [c for c in callbacks() if kwargs.get("enable_model_summary", True) or not isinstance(c, LayerSummary)]
     kwargs["callbacks"] = [*ours, *kwargs.get("callbacks", [])]

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from mnist_lightning.report import run_scalars
-from mnist_lightning.runs import scalar_events
+from mnist_lightning.logger import scalar_events
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "mnist_lightning"]

@@ -1,8 +1,17 @@
-"""RNGState: the random stream dropout draws from continues across a resume."""
+"""What a run does besides the recipe: the random stream dropout draws from continues across a
+resume, a resume takes the settings given now, a NaN loss stops training, the test's predictions."""
 
+from __future__ import annotations
+
+import lightning as L
+import pytest
 import torch
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from mnist_lightning.callbacks import RNGState
+from mnist_lightning.callbacks import NewSettingsOnResume, RNGState, StopOnNonFiniteLoss, TestResults
+from mnist_lightning.data import MNISTDataModule
+from mnist_lightning.errors import UserError
+from mnist_lightning.module import MNISTClassifier
 
 
 def test_the_saved_random_state_is_restored_when_the_next_epoch_starts():
@@ -19,3 +28,77 @@ def test_the_saved_random_state_is_restored_when_the_next_epoch_starts():
     assert torch.equal(torch.rand(5), expected)
     resuming.on_train_epoch_start(None, None)  # once only: the next epoch draws on
     assert not torch.equal(torch.rand(5), expected)
+
+
+def fit_briefly(data_dir, root, model: MNISTClassifier, epochs: int, ckpt_path=None) -> L.Trainer:
+    """A few batches an epoch, in this process; the last state saved as root/last.ckpt."""
+    trainer = L.Trainer(max_epochs=epochs, limit_train_batches=4, limit_val_batches=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=root, callbacks=[NewSettingsOnResume()])  # fmt: skip
+    trainer.fit(model, MNISTDataModule(data_dir=str(data_dir), batch_size=32), ckpt_path=ckpt_path)
+    trainer.save_checkpoint(root / "last.ckpt")
+    return trainer
+
+
+def test_resuming_with_a_new_learning_rate_gives_it_to_the_optimizer(synthetic_mnist, tmp_path, caplog):
+    fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.003), epochs=1)
+    resumed = MNISTClassifier(lr=0.01, eps=1e-6)
+    with caplog.at_level("INFO"):
+        trainer = fit_briefly(synthetic_mnist[0], tmp_path, resumed, epochs=2, ckpt_path=tmp_path / "last.ckpt")
+    group = trainer.optimizers[0].param_groups[0]
+    assert (group["lr"], group["eps"]) == (0.01, 1e-6)  # the checkpoint's optimizer state had 0.003 and 1e-7
+    assert "Resuming with new settings: lr 0.003 -> 0.01, eps 1e-07 -> 1e-06" in caplog.text
+
+
+def test_resuming_without_changes_says_nothing(synthetic_mnist, tmp_path, caplog):
+    fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(), epochs=1)
+    with caplog.at_level("INFO"):
+        fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(), epochs=2, ckpt_path=tmp_path / "last.ckpt")
+    assert "Resuming" not in caplog.text
+
+
+def test_a_1cycle_schedule_resumed_for_longer_is_rebuilt_as_if_it_had_always_been_that_long(synthetic_mnist, tmp_path):
+    fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.01, one_cycle=True), epochs=1)
+    trainer = fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.01, one_cycle=True), epochs=3,
+                          ckpt_path=tmp_path / "last.ckpt")  # fmt: skip
+    # The same schedule computed independently: 12 steps in all, stepped 12 times.
+    reference = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.01, total_steps=12)
+    lrs = []
+    for _ in range(12):
+        lrs.append(reference.param_groups[0]["lr"])
+        reference.step()
+        schedule.step()
+    resumed = trainer.lr_scheduler_configs[0].scheduler
+    assert resumed.total_steps == 12 and resumed.last_epoch == 12
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(reference.param_groups[0]["lr"])
+    assert lrs[4] > lrs[11]  # it warmed up and came down: the schedule was not restarted at step 4
+
+
+def test_a_1cycle_run_resumed_without_it_goes_on_at_the_constant_rate_given(synthetic_mnist, tmp_path):
+    fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.01, one_cycle=True), epochs=1)
+    trainer = fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.002), epochs=2, ckpt_path=tmp_path / "last.ckpt")
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 0.002 and not trainer.lr_scheduler_configs
+
+
+def test_a_nan_loss_stops_training_before_the_epoch_is_saved(synthetic_mnist, tmp_path):
+    from helpers.poison import PoisonWeights
+
+    trainer = L.Trainer(max_epochs=3, limit_train_batches=6, limit_val_batches=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[PoisonWeights(epoch=1, batch=2), StopOnNonFiniteLoss()], default_root_dir=tmp_path)  # fmt: skip
+    with pytest.raises(UserError, match="became NaN or infinite in epoch 1"):
+        trainer.fit(MNISTClassifier(), MNISTDataModule(data_dir=str(synthetic_mnist[0]), batch_size=32))
+    # Lightning's checkpoint of epoch 0 is the last one: epoch 1's broken weights were never saved.
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["epoch=0-step=6.ckpt"]
+
+
+def test_the_test_results_are_every_test_image_in_order(synthetic_mnist):
+    data = MNISTDataModule(str(synthetic_mnist[0]), eval_batch_size=32)  # 100 test images: the last batch is short
+    model, results = MNISTClassifier(), TestResults()
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[results])
+    trainer.test(model, data, verbose=False)
+    with torch.inference_mode():
+        expected = model.eval()(data.test_set.images.float() / 255).softmax(1)
+    assert torch.allclose(results.probabilities, expected, atol=1e-6)
+    confusion = multiclass_confusion_matrix(expected.argmax(1), data.test_set.labels, 10)
+    assert torch.equal(results.matrix, confusion) and results.matrix.sum() == 100

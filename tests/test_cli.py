@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lightning import cli as cli_module
-from mnist_lightning.callbacks import LayerSummary
+from mnist_lightning.summaries import LayerSummary
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.cli import MNISTCLI
 from mnist_lightning.data import MNISTDataModule
@@ -25,7 +25,7 @@ from mnist_lightning.module import MNISTClassifier
 from mnist_lightning.predict import CSVPredictionWriter
 from mnist_lightning.quiet import QuietLightning
 from mnist_lightning.report import run_scalars as scalars
-from mnist_lightning.runs import scalar_events
+from mnist_lightning.logger import scalar_events
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from mnist_lightning import failures, runs
+from mnist_lightning import failures
 from mnist_lightning.errors import UserError
 
 
@@ -32,19 +32,18 @@ def test_a_bug_keeps_its_traceback(error):
     assert failures.explain(error) is None
 
 
-def test_a_stop_before_anything_was_saved(monkeypatch):
-    monkeypatch.setattr(failures, "COMMAND", ["report"])
-    assert failures.stopped_message(signal.SIGTERM) == "stopped by SIGTERM: report did not finish; it wrote no output"
+def test_a_stop_before_anything_was_saved():
+    message = failures.Command(name="report").stopped_message(signal.SIGTERM)
+    assert message == "stopped by SIGTERM: report did not finish; it wrote no output"
 
 
-def test_a_stopped_fit_names_its_last_checkpoint_and_the_resume_command(tmp_path, monkeypatch):
+def test_a_stopped_fit_names_its_last_checkpoint_and_the_resume_command(tmp_path):
     run = tmp_path / "my runs" / "mnist" / "r"
     (run / "checkpoints").mkdir(parents=True)
-    monkeypatch.setattr(failures, "COMMAND", ["fit"])
-    monkeypatch.setattr(runs, "CLAIMED", [run])
-    assert "before the first epoch ended; nothing was saved" in failures.stopped_message(signal.SIGINT)
+    command = failures.Command(name="fit", run=run, claimed=True)
+    assert "before the first epoch ended; nothing was saved" in command.stopped_message(signal.SIGINT)
     torch.save({"epoch": 2}, run / "checkpoints" / "last.ckpt")
-    message = failures.stopped_message(signal.SIGHUP)
+    message = command.stopped_message(signal.SIGHUP)
     assert message.startswith("stopped by SIGHUP") and "holds the 3 finished epoch(s)" in message
     # quoted for a shell: the path has a space
     assert message.endswith(f"Resume: mnist-lightning fit -c '{run / 'config.yaml'}' --ckpt_path '{run / 'checkpoints' / 'last.ckpt'}'")
@@ -55,5 +54,5 @@ def test_a_failure_ends_with_one_line_and_exit_status_1(capsys):
         raise UserError("no good")
 
     with pytest.raises(SystemExit) as exit_:
-        failures.run_reporting_failures(command)
+        failures.Command().run_reporting_failures(command)
     assert exit_.value.code == 1 and capsys.readouterr().err == "mnist-lightning: error: no good\n"

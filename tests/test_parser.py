@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mnist_lightning.cli import MNISTCLI
@@ -55,3 +57,22 @@ def test_help_takes_only_all(capsys):
     with pytest.raises(SystemExit) as exit_:
         MNISTCLI(args=["fit", "--help", "everything"])
     assert exit_.value.code == 2 and "--help takes nothing or `all`" in capsys.readouterr().err
+
+
+def test_help_all_shows_each_settings_range(capsys):
+    text = " ".join("\n".join(help_of("fit", "--help", "all", capsys=capsys)).split())
+    for option, kind in (("--model.lr", "PositiveFloat"), ("--model.dropout", "DropoutRate"),
+                         ("--data.batch_size", "PositiveInt"), ("--data.val_split", "OpenUnitInterval")):  # fmt: skip
+        assert re.search(rf"{re.escape(option)} .*?\(type: {kind}", text), option
+
+
+@pytest.mark.parametrize(("option", "value", "limits"), [
+    ("--data.batch_size", "0", "batch_size>0"), ("--model.dropout", "1", "dropout>=0 and dropout<1"),
+    ("--data.val_split", "0", "val_split>0 and val_split<1"), ("--model.eps=-1e-7", "", "eps>0"),
+])  # fmt: skip
+def test_a_value_out_of_range_is_refused_with_its_range(option, value, limits, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        MNISTCLI(args=["fit", option, value] if value else ["fit", option])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert f"{option.replace('=', ' ')} {value} is out of range: it must be {limits}".replace("  ", " ") in err

@@ -77,7 +77,7 @@ def test_predict_marks_answers_below_the_threshold_as_doubtful(best_checkpoint, 
 @pytest.mark.slow
 def test_predict_refuses_a_threshold_outside_0_1(best_checkpoint, tmp_path):
     result = cli("predict", "--ckpt_path", str(best_checkpoint), "--prediction_writer.threshold", "1.5", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2 and "it must be threshold>=0 and threshold<=1" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("mnist-lightning: error: --prediction_writer.threshold")
     assert "Traceback" not in result.stderr and not (tmp_path / "predictions.csv").exists()
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.utilities import rank_zero_only
 
-from mnist_lightning import runs
+from mnist_lightning import logger, runs
 from mnist_lightning.errors import UserError
+from mnist_lightning.failures import Command
 
 
 @pytest.mark.parametrize(("metric", "tag"), [
@@ -20,9 +21,9 @@ from mnist_lightning.errors import UserError
     ("epoch", "epoch"), ("something_else", "something_else"),
 ])  # fmt: skip
 def test_metric_names_become_grouped_tags_and_back(metric, tag):
-    assert runs.tag(metric) == tag
+    assert logger.tag(metric) == tag
     if metric != "lr-Adam":  # the learning rate's optimizer name is not kept
-        assert runs.metric(tag) == metric
+        assert logger.metric(tag) == metric
 
 
 def test_a_checkpoint_is_traced_to_its_run(tmp_path):
@@ -50,19 +51,25 @@ def test_the_best_checkpoint_of_the_newest_run_is_suggested(tmp_path):
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
     monkeypatch.setattr(runs.time, "strftime", lambda fmt: "2026-12-01_18-40-12")
     monkeypatch.setattr(rank_zero_only, "rank", 0)
-    names = [runs.RunLogger(save_dir=str(tmp_path), name="mnist").version for _ in range(3)]
+    names = [logger.RunLogger(save_dir=str(tmp_path), name="mnist").version for _ in range(3)]
     assert names == ["2026-12-01_18-40-12", "2026-12-01_18-40-12_2", "2026-12-01_18-40-12_3"]
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(names)
 
 
-def test_a_failed_command_leaves_no_empty_run(tmp_path, monkeypatch):
-    empty, saved = tmp_path / "empty", tmp_path / "saved"
-    (saved / "checkpoints").mkdir(parents=True)
+def test_a_failed_command_leaves_no_empty_run(tmp_path):
+    empty, created = runs.claim(tmp_path / "runs" / "mnist")
+    assert created == [tmp_path / "runs" / "mnist", tmp_path / "runs"]
+    Command(name="fit", run=empty, claimed=True, created=created).discard_empty_run()
+    assert not (tmp_path / "runs").exists()
+    saved, created = runs.claim(tmp_path / "runs" / "mnist")
+    (saved / "checkpoints").mkdir()
     (saved / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    empty.mkdir()
-    monkeypatch.setattr(runs, "CLAIMED", [empty, saved])
-    runs.discard_empty_runs()
-    assert not empty.exists() and saved.is_dir()
+    Command(name="fit", run=saved, claimed=True, created=created).discard_empty_run()
+    assert saved.is_dir()
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    Command(name="fit", run=resumed).discard_empty_run()  # a run it did not make stays
+    assert resumed.is_dir()
 
 
 def test_a_run_is_held_by_one_process_at_a_time(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import mnist_lightning
 from mnist_lightning import MNISTClassifier, MNISTDataModule
 from mnist_lightning.report import epoch_series
-from mnist_lightning.runs import RunLogger
+from mnist_lightning.logger import RunLogger
 
 SHORT = {"limit_train_batches": 3, "limit_val_batches": 1, "enable_progress_bar": False, "enable_model_summary": False,
          "log_every_n_steps": 1}
@@ -57,7 +57,8 @@ def test_the_curves_of_a_resumed_run_continue_at_its_epochs(synthetic_mnist, tmp
 def test_the_trainer_takes_the_trainers_own_arguments(flag, tmp_path):
     trainer = mnist_lightning.trainer(runs_dir=tmp_path, max_epochs=3, enable_checkpointing=True, deterministic=flag)
     assert trainer.max_epochs == 3 and len(trainer.checkpoint_callbacks) == 2
-    assert not (tmp_path / "mnist").exists()  # the run folder is made when the fit starts
+    # The logger makes the run's folder (one mkdir, so two trainers never share one).
+    assert [p.name for p in (tmp_path / "mnist").iterdir()] == [Path(trainer.logger.log_dir).name]
 
 
 def test_a_fit_that_never_validated_says_no_checkpoint_was_saved(synthetic_mnist, tmp_path, capsys):

@@ -16,9 +16,9 @@ pytestmark = pytest.mark.slow
 @pytest.mark.parametrize(("options", "status", "fragment"), [
     pytest.param(["--data.batch_sise", "64"], 2, "batch_sise", id="an unknown option"),
     pytest.param(["--data.batch_size", "many"], 2, "batch_size", id="a wrong type"),
-    pytest.param(["--data.batch_size", "0"], 1, "batch sizes must be at least 1", id="batch size 0"),
-    pytest.param(["--model.lr", "-0.1"], 1, "need lr > 0", id="negative learning rate"),
-    pytest.param(["--data.val_split", "1.5"], 1, "val_split must lie strictly between 0 and 1", id="val_split 1.5"),
+    pytest.param(["--data.batch_size", "0"], 2, "--data.batch_size 0 is out of range: it must be batch_size>0", id="batch size 0"),
+    pytest.param(["--model.lr", "-0.1"], 2, "it must be lr>0", id="negative learning rate"),
+    pytest.param(["--data.val_split", "1.5"], 2, "it must be val_split>0 and val_split<1", id="val_split 1.5"),
     pytest.param(["--data.val_split", "0.001"], 1, "leaves 0 for validation",
                  id="val_split so small that no image is left for validation"),
     pytest.param(["--trainer.max_epochs", "-2"], 1, "max_epochs", id="--trainer.max_epochs -2"),
