@@ -68,6 +68,6 @@ class SampledBatches:
         yield from map(self.dataset.gather, order.split(self.batch_size))
 
 
-def _already_batched(batch: Batch) -> Batch:
+def already_batched(batch: Batch) -> Batch:
     """collate_fn for TensorBatches, whose batches need no collating."""
     return batch

@@ -35,16 +35,24 @@ class RunCheckpoint(ModelCheckpoint):
             def moved(path: str) -> str:
                 return str(here / Path(path).name) if path and (here / Path(path).name).is_file() else path
 
-            state_dict = {**state_dict, "dirpath": self.dirpath,
-                          **{key: moved(state_dict.get(key, "")) for key in ("best_model_path", "kth_best_model_path", "last_model_path")},
-                          "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()}}  # fmt: skip
+            state_dict = {
+                **state_dict,
+                "dirpath": self.dirpath,
+                **{
+                    key: moved(state_dict.get(key, ""))
+                    for key in ("best_model_path", "kth_best_model_path", "last_model_path")
+                },
+                "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+            }
         super().load_state_dict(state_dict)
 
 
 class RunProgressBar(TQDMProgressBar):
     """Lightning's progress bar without `v_num`, the last four characters of the run's name."""
 
-    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, int | str | float | dict[str, float]]:
+    def get_metrics(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> dict[str, int | str | float | dict[str, float]]:
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         return metrics
@@ -128,7 +136,9 @@ class StopOnNonFiniteLoss(L.Callback):
     def __init__(self, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         last = batch_idx + 1 >= trainer.num_training_batches
         if not (last or trainer.global_step % self.every_n_steps == 0) or outputs["loss"].isfinite():
             return
@@ -156,7 +166,15 @@ class TestResults(L.Callback):
         self.confusion.reset()
         self.batches = []
 
-    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         self.confusion.update(outputs, batch[1])
         self.batches.append(outputs.softmax(dim=1))
 
@@ -191,8 +209,11 @@ class NewSettingsOnResume(L.Callback):
             scheduler = trainer.lr_scheduler_configs[0].scheduler
             if scheduler.total_steps != trainer.estimated_stepping_batches:
                 changed.append(f"1cycle schedule {scheduler.total_steps} -> {trainer.estimated_stepping_batches} steps")
-            fresh = OneCycleLR(torch.optim.Adam([torch.zeros(1, requires_grad=True)], **settings),
-                               max_lr=hp.lr, total_steps=trainer.estimated_stepping_batches)
+            fresh = OneCycleLR(
+                torch.optim.Adam([torch.zeros(1, requires_grad=True)], **settings),
+                max_lr=hp.lr,
+                total_steps=trainer.estimated_stepping_batches,
+            )
             for _ in range(trainer.global_step):
                 fresh.optimizer.step()
                 fresh.step()
@@ -205,4 +226,6 @@ class NewSettingsOnResume(L.Callback):
 
 
 def _differs(old: object, new: object) -> bool:
-    return (list(old) if isinstance(old, (list, tuple)) else old) != (list(new) if isinstance(new, (list, tuple)) else new)
+    return (list(old) if isinstance(old, (list, tuple)) else old) != (
+        list(new) if isinstance(new, (list, tuple)) else new
+    )

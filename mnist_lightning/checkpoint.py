@@ -52,8 +52,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} does not exist (look in the run's checkpoints/ folder)")
     size = _unpacked_size(path)
     if size > MAX_UNPACKED_BYTES:
-        raise UserError(f"refused {path}: it unpacks to {size / 2**20:,.0f} MB, far more than a checkpoint of "
-                        f"this network (~3 MB); it is not one of this project's checkpoints")  # fmt: skip
+        raise UserError(
+            f"refused {path}: it unpacks to {size / 2**20:,.0f} MB, far more than a checkpoint of "
+            f"this network (~3 MB); it is not one of this project's checkpoints"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except MemoryError as err:
@@ -90,8 +92,10 @@ def check_checkpoint(path: Path, checkpoint: Any) -> None:
         major = None
     if major is None or major < 2:
         written = f"Lightning {version}" if version else "something other than Lightning's Trainer"
-        raise UserError(f"{path} was written by {written}; this project reads checkpoints of Lightning 2 or later, "
-                        "written by `mnist-lightning fit`")  # fmt: skip
+        raise UserError(
+            f"{path} was written by {written}; this project reads checkpoints of Lightning 2 or later, "
+            "written by `mnist-lightning fit`"
+        )
     if not isinstance(checkpoint.get("hyper_parameters", {}), dict):
         raise UserError(f"{path}: its hyper_parameters are not a mapping of settings")
     ours = {f"net.{name}": tuple(t.shape) for name, t in MNISTNet().state_dict().items()}
@@ -105,5 +109,7 @@ def check_checkpoint(path: Path, checkpoint: Any) -> None:
         )
     bad = [name for name, t in weights.items() if not t.is_floating_point() or not torch.isfinite(t).all()]
     if bad:
-        raise UserError(f"{path} has weights that are not finite floating-point numbers ({', '.join(bad[:3])}): "
-                        "a broken or tampered checkpoint, which would predict nonsense")  # fmt: skip
+        raise UserError(
+            f"{path} has weights that are not finite floating-point numbers ({', '.join(bad[:3])}): "
+            "a broken or tampered checkpoint, which would predict nonsense"
+        )

@@ -11,18 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
-from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import (
-    ArgsType,
-    LightningArgumentParser,
-    LightningCLI,
-    SaveConfigCallback,
-)
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
-from mnist_lightning import quiet, runs, training
+from mnist_lightning import quiet, runs, settings, training
 from mnist_lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
@@ -31,16 +25,8 @@ from mnist_lightning.files import refuse_overwriting_inputs
 from mnist_lightning.host import tune_host
 from mnist_lightning.logger import evaluated
 from mnist_lightning.module import MNISTClassifier
-from mnist_lightning.parser import OneLineParser, check_config_files
+from mnist_lightning.parser import OneLineParser, check_config_files, invoked_subcommand, plain
 from mnist_lightning.predict import CSVPredictionWriter
-from mnist_lightning.settings import (
-    check_resume,
-    inputs,
-    needs_checkpoint,
-    outputs,
-    refuse_other_weight_settings,
-    saved_settings,
-)
 from mnist_lightning.subcommands import MNISTTrainer
 from mnist_lightning.summaries import LayerSummary
 
@@ -107,8 +93,12 @@ class MNISTCLI(LightningCLI):
         Lightning builds a parser per subcommand by reading the Trainer's signature, a quarter
         of a second of every command's start for six parsers it does not use (docs/speed.md).
         """
-        every = {**LightningCLI.subcommands(), "report": {"model", "datamodule"}, "export": {"model", "datamodule"},
-                 "serve": {"model", "datamodule"}}  # fmt: skip
+        every = {
+            **LightningCLI.subcommands(),
+            "report": {"model", "datamodule"},
+            "export": {"model", "datamodule"},
+            "serve": {"model", "datamodule"},
+        }
         typed = invoked_subcommand(self.argv, every)
         return {typed: every[typed]} if typed else every
 
@@ -116,7 +106,8 @@ class MNISTCLI(LightningCLI):
         parser.add_lightning_class_args(CSVPredictionWriter, "prediction_writer")
 
     def _parse_ckpt_path(self) -> None:
-        """Replaced by parse_arguments: Lightning's copies the checkpoint's settings over the command line."""
+        """Replaced by parse_arguments: Lightning's (a private method, no public hook) copies the
+        checkpoint's settings over the command line."""
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         argv = self.argv
@@ -126,23 +117,25 @@ class MNISTCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path:
             if subcommand in ("validate", "test", "predict", "report", "export", "serve"):
-                raise UserError(needs_checkpoint(subcommand))
+                raise UserError(settings.needs_checkpoint(subcommand))
             return
         # Every checkpoint is checked and read weights-only first: a file that would run
         # code, unpack to gigabytes or hold another network is refused here, with one line.
         checkpoint = load_checkpoint(ckpt_path)
         saved = {
-            "model": saved_settings(checkpoint.get("hyper_parameters", {})),
+            "model": settings.saved_settings(checkpoint.get("hyper_parameters", {})),
             # predict_path is a per-command input, never taken from a checkpoint.
-            "data": saved_settings(checkpoint.get("datamodule_hyper_parameters", {}), drop=("predict_path",)),
+            "data": settings.saved_settings(checkpoint.get("datamodule_hyper_parameters", {}), drop=("predict_path",)),
         }
-        subparser = self._parser(subcommand)
+        subparser = self._parser(subcommand)  # private: LightningCLI has no public getter for it
         subparser.exit_on_error = False
         try:
             subparser.parse_object(saved, self.config[subcommand])
         except Exception as err:  # jsonargparse's ArgumentError: an unknown key or a wrong type
-            raise UserError(f"{ckpt_path}: its saved settings do not fit this version of the model and data "
-                            f"({' '.join(str(err).split())}); evaluate it with the version that wrote it") from err  # fmt: skip
+            raise UserError(
+                f"{ckpt_path}: its saved settings do not fit this version of the model and data "
+                f"({' '.join(str(err).split())}); evaluate it with the version that wrote it"
+            ) from err
         finally:
             subparser.exit_on_error = True
         subparser.set_defaults({f"{group}.{k}": v for group, values in saved.items() for k, v in values.items()})
@@ -151,10 +144,12 @@ class MNISTCLI(LightningCLI):
         if subcommand == "report":  # the one place its folder is chosen
             config.output_dir = str(runs.report_dir(ckpt_path, config.output_dir))
         if subcommand == "fit":
-            check_resume(ckpt_path, checkpoint, saved, config)
+            settings.check_resume(ckpt_path, checkpoint, saved, config)
         else:
-            refuse_other_weight_settings(ckpt_path, saved, config)
-        refuse_overwriting_inputs(outputs(subcommand, config, ckpt_path), inputs(argv, config, ckpt_path))
+            settings.refuse_other_weight_settings(ckpt_path, saved, config)
+        refuse_overwriting_inputs(
+            settings.outputs(subcommand, config, ckpt_path), settings.inputs(argv, config, ckpt_path)
+        )
         if subcommand != "fit":
             # An evaluation draws no random numbers: "Seed set to 42" would say nothing.
             config.seed_everything = False
@@ -179,8 +174,9 @@ class MNISTCLI(LightningCLI):
         run = self._run(config)
         if run is None:
             return  # the run holds these results already
-        logger.init_args.save_dir, logger.init_args.name, logger.init_args.version = str(run.parent.parent), run.parent.name, run.name
-        if self.command.run is not None and run.is_dir() and is_first_process():  # a SLURM job's first run is made later
+        init = logger.init_args
+        init.save_dir, init.name, init.version = str(run.parent.parent), run.parent.name, run.name
+        if self.command.run is not None and run.is_dir():  # a SLURM job's first run is made by the logger
             self.command.lock = runs.hold(run)  # open until the process ends
 
     def _run(self, config: Namespace) -> Path | None:
@@ -188,22 +184,19 @@ class MNISTCLI(LightningCLI):
         None when the checkpoint's run holds this evaluation already."""
         init = config.trainer.logger.init_args
         run = runs.run_of_checkpoint(config.ckpt_path) if config.get("ckpt_path") else None
-        if run is None and self.subcommand == "fit" and SLURMEnvironment.detect():
-            # A requeued SLURM job starts again under the same id: it must find its run,
-            # where Lightning's requeue handler saved hpc_ckpt_N.ckpt, and resume from it.
-            job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "0"))
-            task = os.environ.get("SLURM_ARRAY_TASK_ID")
-            run = Path(init.save_dir, init.name, f"slurm-{job}" + (f"_{task}" if task else ""))
-            config.trainer.default_root_dir = str(run)
+        if run is None and self.subcommand == "fit":
+            run = runs.slurm_run(Path(init.save_dir, init.name))
+            if run is not None:  # where Lightning's requeue saves, and a requeued job resumes from
+                config.trainer.default_root_dir = str(run)
         if run is not None and self.subcommand in ("validate", "test", "report"):
             stage = "validate" if self.subcommand == "validate" else "test"
-            if evaluated(run, f"{stage}_acc", self.checkpoint_epoch):
+            if evaluated(run, f"accuracy/{stage}", self.checkpoint_epoch):
                 rank_zero_info(f"The run {run} holds this checkpoint's {stage} results already: not logged again")
                 config.trainer.logger = False
                 return None
+        if not runs.is_first_process():  # rank 0 makes or holds the run; Lightning gives the other ranks its folder
+            return run or Path(init.save_dir, init.name, runs.stamp())
         if run is None:
-            if not is_first_process():  # rank 0 makes the run; Lightning gives the other ranks its folder
-                return Path(init.save_dir, init.name, runs.stamp())
             run, self.command.created = runs.claim(Path(init.save_dir, init.name))
             self.command.claimed = True
         self.command.run = run
@@ -218,8 +211,8 @@ class MNISTCLI(LightningCLI):
             # Lightning calls every callback at every hook, six a training step, whether
             # it acts there or not.
             unused += (CSVPredictionWriter,)
-        # The trainer's settings read as Lightning's instantiate_trainer reads them (under the subcommand, if any).
-        if self._get(self.config_init, "trainer", default={}).get("enable_model_summary") is False:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.get("enable_model_summary") is False:
             # Lightning's flag only stops it adding its own summary; LayerSummary replaces that one.
             unused += (LayerSummary,)
         trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, unused)]
@@ -230,32 +223,6 @@ class MNISTCLI(LightningCLI):
             # Evaluations write no checkpoints, so where the checkpoint callbacks would write is moot.
             warnings.filterwarnings("ignore", message="The dirpath has changed from")
         return trainer
-
-
-def invoked_subcommand(argv: list[str], names: dict[str, Any]) -> str | None:
-    """The subcommand named on the command line (not a -c/--config file that happens to be named
-    like one), or None."""
-    for i, arg in enumerate(argv):
-        if arg in names and (i == 0 or argv[i - 1] not in ("-c", "--config")):
-            return arg
-        if not arg.startswith("-") and (i == 0 or argv[i - 1] not in ("-c", "--config")):
-            return None  # a word that is no subcommand: the parser will say so, listing them
-    return None
-
-
-def plain(value: Any) -> Any:
-    """A setting with jsonargparse's restricted types (PositiveInt, ...) as the int or float it is:
-    checkpoints then hold only Python's own types, which load weights-only."""
-    if isinstance(value, (list, tuple)):
-        return type(value)(plain(v) for v in value)
-    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
-        return float(value) if isinstance(value, float) else int(value)
-    return value
-
-
-def is_first_process() -> bool:
-    """Whether this is rank 0 of a job, from the variables launchers set (ranks are known before the Trainer)."""
-    return all(int(os.environ.get(name, "0")) == 0 for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"))
 
 
 def main(args: ArgsType = None) -> None:

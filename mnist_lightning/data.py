@@ -15,13 +15,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mnist_lightning.augment import Distortion
-from mnist_lightning.batches import Batch, SampledBatches, TensorBatches, _already_batched
+from mnist_lightning.batches import Batch, SampledBatches, TensorBatches, already_batched
 from mnist_lightning.errors import UserError
 from mnist_lightning.mnist_files import RAW_FILES, load_mnist, raw_dir
 from mnist_lightning.pictures import find_files, frames, read_digit
 
 # The statistics of the MNIST training set, for the optional `standardize`.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
 @rank_zero_only
 def warn(message: str) -> None:
     """A line on stderr for a picture or folder that is skipped, once under DDP."""
@@ -90,9 +92,13 @@ class MNISTDataModule(L.LightningDataModule):
         augment: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1 or not 0 < val_split < 1 or num_workers < 0:  # the CLI's types check it first
-            raise UserError("need batch sizes >= 1, 0 < val_split < 1 and num_workers >= 0; "
-                            f"got {batch_size}, {eval_batch_size}, {val_split}, {num_workers}")
+        if (
+            batch_size < 1 or eval_batch_size < 1 or not 0 < val_split < 1 or num_workers < 0
+        ):  # the CLI's types check it first
+            raise UserError(
+                "need batch sizes >= 1, 0 < val_split < 1 and num_workers >= 0; "
+                f"got {batch_size}, {eval_batch_size}, {val_split}, {num_workers}"
+            )
         # predict_path is not kept in checkpoints: a later `predict` must not silently read old pictures.
         self.save_hyperparameters(ignore="predict_path")
         self.data_dir = data_dir
@@ -136,8 +142,10 @@ class MNISTDataModule(L.LightningDataModule):
             full = load_mnist(self.data_dir, train=True, download=False)
             n_val = int(len(full) * self.val_split)
             if n_val == 0 or n_val == len(full):
-                raise UserError(f"--data.val_split {self.val_split} of {len(full)} training images leaves "
-                                f"{n_val} for validation and {len(full) - n_val} for training; both need at least one")  # fmt: skip
+                raise UserError(
+                    f"--data.val_split {self.val_split} of {len(full)} training images leaves "
+                    f"{n_val} for validation and {len(full) - n_val} for training; both need at least one"
+                )
             n_train = len(full) - n_val
             self.train_set = TensorBatches(full.data[:n_train], full.targets[:n_train])
             self.val_set = TensorBatches(full.data[n_train:], full.targets[n_train:])
@@ -193,7 +201,7 @@ class MNISTDataModule(L.LightningDataModule):
             dataset,
             batch_size=batch_size,
             sampler=sampler,
-            collate_fn=_already_batched,
+            collate_fn=already_batched,
             # Its own generator: every new iterator draws a seed, and drawing it
             # from the global RNG would shift dropout's random stream in a way a
             # resumed run cannot reproduce (see callbacks.RNGState).

@@ -73,8 +73,9 @@ def export(model: Probabilities, path: Path, fmt: str, info: dict[str, str]) -> 
         buffer = io.BytesIO()
         torch.export.save(program, buffer, extra_files={"metadata.json": json.dumps(info, indent=2)})
         return write_bytes(path, buffer.getvalue())
-    onnx_program = torch.onnx.export(program, example, input_names=[INPUT], output_names=[OUTPUT], dynamo=True,
-                                     verbose=False)  # fmt: skip
+    onnx_program = torch.onnx.export(
+        program, example, input_names=[INPUT], output_names=[OUTPUT], dynamo=True, verbose=False
+    )
     onnx_program.model.metadata_props.update(info)
     return write_atomically(path, lambda tmp: onnx_program.save(str(tmp)))
 

@@ -101,7 +101,9 @@ class Command:
         if not newest.is_file():
             return f"stopped by {name} before the first epoch ended; nothing was saved"
         epochs = torch.load(newest, map_location="cpu", weights_only=True).get("epoch", 0) + 1
-        resume = f"mnist-lightning fit -c {shlex.quote(str(run / 'config.yaml'))} --ckpt_path {shlex.quote(str(newest))}"
+        resume = (
+            f"mnist-lightning fit -c {shlex.quote(str(run / 'config.yaml'))} --ckpt_path {shlex.quote(str(newest))}"
+        )
         return f"stopped by {name}; {newest} holds the {epochs} finished epoch(s). Resume: {resume}"
 
     def discard_empty_run(self) -> None:
@@ -124,9 +126,13 @@ def explain(err: BaseException) -> str | None:
     if isinstance(err, MemoryError | torch.OutOfMemoryError) or (
         isinstance(err, RuntimeError) and any(s in str(err) for s in OUT_OF_MEMORY)
     ):
-        return ("out of memory; use smaller batches (--data.batch_size, --data.eval_batch_size) "
-                "or free memory. Files written before are intact")  # fmt: skip
+        return (
+            "out of memory; use smaller batches (--data.batch_size, --data.eval_batch_size) "
+            "or free memory. Files written before are intact"
+        )
     if isinstance(err, OSError) and err.errno in FIXABLE_OS_ERRORS:
-        return (f"cannot write {err.filename or 'an output file'}: {err.strerror}. Free space or choose another "
-                "place (runs: --trainer.logger.init_args.save_dir DIR); files written before are intact")  # fmt: skip
+        return (
+            f"cannot write {err.filename or 'an output file'}: {err.strerror}. Free space or choose another "
+            "place (runs: --trainer.logger.init_args.save_dir DIR); files written before are intact"
+        )
     return None

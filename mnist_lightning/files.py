@@ -69,5 +69,7 @@ def refuse_overwriting_inputs(outputs: dict[str, str | Path], inputs: Iterable[s
             continue
         for source in existing:
             if os.path.samefile(out, source):
-                raise UserError(f"{option} {output} is {source}, an input of this command; writing it would destroy "
-                                "the input. Choose another file")  # fmt: skip
+                raise UserError(
+                    f"{option} {output} is {source}, an input of this command; writing it would destroy "
+                    "the input. Choose another file"
+                )

@@ -1,4 +1,4 @@
-"""The TensorBoard side of a run: metric tags grouped by quantity, the custom-scalars layout,
+"""The TensorBoard side of a run: per-epoch curves against the epoch, the custom-scalars layout,
 HPARAMS, the results of evaluations at their checkpoint's epoch, and reading events back."""
 
 from __future__ import annotations
@@ -15,35 +15,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from mnist_lightning.callbacks import TestResults
 from mnist_lightning.runs import claim, hold, stamp
 
-# The module's metric names and their TensorBoard tags. The training curves are grouped
-# by quantity, so that TensorBoard opens on an "accuracy" and a "loss" section with a
-# card per stage; the one-point results of `test` and `validate` get sections of their own.
-METRIC = re.compile(r"(train|val|validate|test)_(loss|acc)(_step)?")
-QUANTITY = {"loss": "loss", "acc": "accuracy"}
-EVALUATIONS = ("test", "validate")
-
-
-def tag(metric: str) -> str:
-    """train_loss -> loss/train, val_acc -> accuracy/val, train_loss_step -> loss/train_step,
-    test_acc -> test/accuracy, lr-Adam -> learning_rate."""
-    match = METRIC.fullmatch(metric)
-    if match:
-        stage, quantity, step = match.groups()
-        if stage in EVALUATIONS:
-            return f"{stage}/{QUANTITY[quantity]}"
-        return f"{QUANTITY[quantity]}/{stage}{step or ''}"
-    return "learning_rate" if metric.startswith("lr-") else metric
-
-
-def metric(tag_: str) -> str:
-    """The inverse of `tag`."""
-    first, _, second = tag_.partition("/")
-    short = {v: k for k, v in QUANTITY.items()}
-    if first in EVALUATIONS and second in short:
-        return f"{first}_{short[second]}"
-    if first in short and second:
-        return f"{second.removesuffix('_step')}_{short[first]}{'_step' if second.endswith('_step') else ''}"
-    return tag_
+# The module logs `loss/<stage>` and `accuracy/<stage>`: TensorBoard opens on a "loss" and an
+# "accuracy" section with a card per stage. The per-epoch ones are plotted against the epoch.
+PER_EPOCH = re.compile(r"(loss|accuracy)/(train|val|test)")
 
 
 def layout(learning_rate: bool) -> dict:
@@ -52,9 +26,9 @@ def layout(learning_rate: bool) -> dict:
     would share each run's colour); evaluations beside the validation curves."""
     charts = {
         "loss, training (per epoch)": ["Multiline", ["^loss/train$"]],
-        "loss, validation (per epoch)": ["Multiline", ["^loss/val$", "^(validate|test)/loss$"]],
+        "loss, validation (per epoch)": ["Multiline", ["^loss/(val|validate|test)$"]],
         "accuracy, training (per epoch)": ["Multiline", ["^accuracy/train$"]],
-        "accuracy, validation (per epoch)": ["Multiline", ["^accuracy/val$", "^(validate|test)/accuracy$"]],
+        "accuracy, validation (per epoch)": ["Multiline", ["^accuracy/(val|validate|test)$"]],
         "training loss (per step)": ["Multiline", ["^loss/train_step$"]],
     }
     if learning_rate:  # logged when a schedule changes it
@@ -69,8 +43,8 @@ class RunLogger(TensorBoardLogger):
     a version the logger makes its run folder (`claim`); under DDP only rank 0 does, and
     Lightning sends rank 0's directory to the other ranks.
 
-    Metrics are grouped by quantity (`tag`); per-epoch metrics are plotted against the
-    epoch instead of the step, and the `epoch` series Lightning adds is left out.
+    Per-epoch metrics are plotted against the epoch instead of the step (an evaluation's at
+    its checkpoint's epoch), and the `epoch` series Lightning adds is left out.
     """
 
     def __init__(self, save_dir: str, name: str = "mnist", version: str | None = None, **kwargs: Any) -> None:
@@ -80,16 +54,16 @@ class RunLogger(TensorBoardLogger):
             self.lock = hold(run) if rank_zero_only.rank == 0 else None
         super().__init__(save_dir, name=name, version=version, **kwargs)
         self.evaluated_epoch: int | None = None  # set by RunLayout for `validate` and `test`
-        self.validating = False  # `validate`: its val_* series go beside, not into, the training's
+        self.validating = False  # `validate`: its */val results go beside, not into, the training's curve
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         epoch = metrics.pop("epoch", None)
-        if self.validating:
-            metrics = {k.replace("val_", "validate_", 1) if k.startswith("val_") else k: v for k, v in metrics.items()}
-        if epoch is not None and any(METRIC.fullmatch(k) and not k.endswith("_step") for k in metrics):
+        if epoch is not None and any(PER_EPOCH.fullmatch(k) for k in metrics):
             step = int(epoch) if self.evaluated_epoch is None else self.evaluated_epoch
-        super().log_metrics({tag(k): v for k, v in metrics.items()}, step)
+        if self.validating:
+            metrics = {re.sub("/val$", "/validate", k): v for k, v in metrics.items()}
+        super().log_metrics(metrics, step)
 
     @rank_zero_only
     def add_layout(self, learning_rate: bool) -> None:
@@ -102,8 +76,13 @@ class RunLogger(TensorBoardLogger):
         from torch.utils.tensorboard.summary import hparams
 
         # TensorBoard shows numbers and text: a bool would read 0.0000
-        plain = {k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else _text(v) for k, v in settings.items()}
-        metrics = {tag(f"{stage}_{quantity}"): 0.0 for stage in ("val", "train", "test") for quantity in ("acc", "loss")}
+        plain = {
+            k: v if isinstance(v, (int, float, str)) and not isinstance(v, bool) else _text(v)
+            for k, v in settings.items()
+        }
+        metrics = {
+            f"{quantity}/{stage}": 0.0 for stage in ("val", "train", "test") for quantity in ("accuracy", "loss")
+        }
         for summary in hparams(plain, metrics):
             self.experiment.file_writer.add_summary(summary)
 
@@ -163,12 +142,12 @@ def checkpoint_epoch(trainer: Trainer) -> int:
 
 def scalar_events(run_dir: Path) -> dict[str, list]:
     """Every scalar series of a run as tensorboard's own reader gives it (events with step,
-    wall_time, value; every one kept), under the module's metric names (val_acc, not accuracy/val)."""
+    wall_time, value; every one kept), by tag: loss/train, accuracy/val, accuracy/test, ..."""
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
     events = EventAccumulator(str(run_dir), size_guidance={SCALARS: 0})
     events.Reload()
-    return {metric(tag_): events.Scalars(tag_) for tag_ in events.Tags()["scalars"]}
+    return {tag: events.Scalars(tag) for tag in events.Tags()["scalars"]}
 
 
 def evaluated(run: Path, name: str, epoch: int) -> bool:

@@ -60,8 +60,10 @@ def load_mnist(data_dir: str | Path, train: bool, download: bool) -> MNIST:
     try:
         return MNIST(str(data_dir), train=train, download=download)
     except OSError as err:  # a folder that cannot be created or written, a full disk
-        raise UserError(f"cannot write MNIST into {raw}: {err.strerror or err}. "
-                        "Free space, or point --data.data_dir at a writable folder") from err  # fmt: skip
+        raise UserError(
+            f"cannot write MNIST into {raw}: {err.strerror or err}. "
+            "Free space, or point --data.data_dir at a writable folder"
+        ) from err
     except RuntimeError as err:  # torchvision raises it for a failed download or missing files
         reason = " ".join(str(err).split())[:400] if download else "download is switched off"
         raise UserError(

@@ -23,8 +23,8 @@ DropoutRate = restricted_number_type("DropoutRate", float, [(">=", 0), ("<", 1)]
 class MNISTClassifier(L.LightningModule):
     """The network and how it learns (the notebook: Adam, cross-entropy, accuracy).
 
-    Logs `{train,val,test}_{loss,acc}` per epoch, over every image of the epoch, and
-    `train_loss_step` on the steps the logger writes.
+    Logs `loss/{train,val,test}` and `accuracy/{train,val,test}` per epoch, over every image
+    of the epoch, and `loss/train_step` on the steps the logger writes.
 
     Args:
         lr: Adam's learning rate (the peak rate with one_cycle).
@@ -48,7 +48,9 @@ class MNISTClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         if lr <= 0 or eps <= 0 or weight_decay < 0 or not 0 <= dropout < 1:  # the CLI's types check it first
-            raise UserError(f"need lr > 0, eps > 0, weight_decay >= 0 and 0 <= dropout < 1; got {lr}, {eps}, {weight_decay}, {dropout}")
+            raise UserError(
+                f"need lr > 0, eps > 0, weight_decay >= 0 and 0 <= dropout < 1; got {lr}, {eps}, {weight_decay}, {dropout}"
+            )
         self.save_hyperparameters()
         self.net = MNISTNet(keras_init=keras_init, dropout=dropout)
         # Keras' epoch metrics, per stage: the mean loss and the accuracy over every image
@@ -66,7 +68,7 @@ class MNISTClassifier(L.LightningModule):
         loss, _ = self._step("train", batch)
         every = self.trainer.log_every_n_steps  # a self.log call every step costs 3% (docs/speed.md)
         if every and (self.global_step + 1) % every == 0:  # the steps Lightning's logger writes
-            self.log("train_loss_step", loss, prog_bar=True)
+            self.log("loss/train_step", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -99,7 +101,8 @@ class MNISTClassifier(L.LightningModule):
     def _log_epoch(self, stage: str) -> None:
         """Lightning computes the stage's metrics over the epoch (and every DDP process) and resets
         them; once an epoch, because logging them every step cost 10% of a step (docs/speed.md)."""
-        self.log_dict({name: self.epoch_metrics[name] for name in (f"{stage}_loss", f"{stage}_acc")}, prog_bar=stage == "val")
+        loss, accuracy = self.epoch_metrics[f"{stage}_loss"], self.epoch_metrics[f"{stage}_acc"]
+        self.log_dict({f"loss/{stage}": loss, f"accuracy/{stage}": accuracy}, prog_bar=stage == "val")
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """Adam at a constant `lr` (the notebook), or with `one_cycle` a 1cycle schedule
@@ -114,7 +117,10 @@ class MNISTClassifier(L.LightningModule):
         if not hp.one_cycle:
             return optimizer
         schedule = OneCycleLR(optimizer, max_lr=hp.lr, total_steps=self.trainer.estimated_stepping_batches)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": schedule, "interval": "step", "name": "learning_rate"},
+        }
 
     def configure_callbacks(self) -> list[L.Callback]:
         """The learning rate into the logger, when a schedule changes it."""

@@ -21,13 +21,37 @@ TRAINER_ESSENTIALS = ("trainer.accelerator", "trainer.devices", "trainer.enable_
 # The options each subcommand's --help lists (by destination; `--help all` lists every one).
 # Evaluations read the model's and the data's settings from the checkpoint.
 SHOWN = {
-    "fit": ("config", "ckpt_path", "seed_everything", "model.*", "data.*", "trainer.max_epochs", "trainer.precision",
-            "trainer.check_val_every_n_epoch", "trainer.log_every_n_steps", *TRAINER_ESSENTIALS),
-    "validate": ("config", "ckpt_path", "data.data_dir", "data.eval_batch_size", "data.num_workers", *TRAINER_ESSENTIALS),
+    "fit": (
+        "config",
+        "ckpt_path",
+        "seed_everything",
+        "model.*",
+        "data.*",
+        "trainer.max_epochs",
+        "trainer.precision",
+        "trainer.check_val_every_n_epoch",
+        "trainer.log_every_n_steps",
+        *TRAINER_ESSENTIALS,
+    ),
+    "validate": (
+        "config",
+        "ckpt_path",
+        "data.data_dir",
+        "data.eval_batch_size",
+        "data.num_workers",
+        *TRAINER_ESSENTIALS,
+    ),
     "test": ("config", "ckpt_path", "data.data_dir", "data.eval_batch_size", "data.num_workers", *TRAINER_ESSENTIALS),
     "report": ("config", "ckpt_path", "output_dir", "data.data_dir", "data.eval_batch_size", *TRAINER_ESSENTIALS),
-    "predict": ("config", "ckpt_path", "data.predict_path", "data.data_dir", "data.eval_batch_size", "prediction_writer.*",
-                *TRAINER_ESSENTIALS),
+    "predict": (
+        "config",
+        "ckpt_path",
+        "data.predict_path",
+        "data.data_dir",
+        "data.eval_batch_size",
+        "prediction_writer.*",
+        *TRAINER_ESSENTIALS,
+    ),
     "export": ("config", "ckpt_path", "output", "format"),
     "serve": ("config", "ckpt_path", "host", "port", "workers"),
 }
@@ -50,13 +74,20 @@ SHORT_HELP = {
 class Help(argparse._HelpAction):  # argparse has no public base for a help option with a value
     """-h/--help: the options this subcommand uses, with their meaning; `--help all`: every option."""
 
-    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS,
-                 help: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        option_strings: list[str],
+        dest: str = argparse.SUPPRESS,
+        default: Any = argparse.SUPPRESS,
+        help: str | None = None,
+    ) -> None:
         super().__init__(option_strings, dest=dest, default=default, help=help)
         self.nargs = "?"
         self.metavar = "all"
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: str | None = None
+    ) -> None:
         if values not in (None, "all"):
             parser.error(f"--help takes nothing or `all`, not {values!r}")
         parser.full_help = values == "all"  # type: ignore[attr-defined]
@@ -71,8 +102,13 @@ class OneLineParser(LightningArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "add_help": False})
         self.full_help = False
-        self.add_argument("-h", "--help", action=Help, help="Show the options this command uses and exit; "
-                          "`--help all`: every option, Lightning's Trainer settings included.")  # fmt: skip
+        self.add_argument(
+            "-h",
+            "--help",
+            action=Help,
+            help="Show the options this command uses and exit; "
+            "`--help all`: every option, Lightning's Trainer settings included.",
+        )
 
     def format_help(self, *args: Any) -> str:
         """A subcommand's help lists the options it uses (SHOWN); with `--help all`, every option."""
@@ -86,7 +122,9 @@ class OneLineParser(LightningArgumentParser):
                 return True
             if subcommand == "fit" and action.dest in HIDDEN_IN_FIT:
                 return False
-            return any(fnmatch.fnmatchcase(action.dest, pattern) for pattern in shown) and not action.dest.endswith(".help")
+            return any(fnmatch.fnmatchcase(action.dest, pattern) for pattern in shown) and not action.dest.endswith(
+                ".help"
+            )
 
         def short(action: argparse.Action) -> argparse.Action:
             """The action with its short text and its default, without jsonargparse's type annotation."""
@@ -109,12 +147,17 @@ class OneLineParser(LightningArgumentParser):
             kept._group_actions = [short(a) for a in group._group_actions if wanted(a)]
             selected.append(kept)
         # The command's own options first (its checkpoint leading), Lightning's Trainer last.
-        selected.sort(key=lambda group: (group.title.startswith("Lightning's Trainer"),
-                                         not any(a.dest == "ckpt_path" for a in group._group_actions)))  # fmt: skip
+        selected.sort(
+            key=lambda group: (
+                group.title.startswith("Lightning's Trainer"),
+                not any(a.dest == "ckpt_path" for a in group._group_actions),
+            )
+        )
         self._action_groups = selected
         self.usage = f"{self.prog.replace(' [options]', '')} [-c CONFIG] [--OPTION VALUE ...]"
-        self.epilog = (f"Every option, Lightning's Trainer settings included: "
-                       f"{self.prog.replace(' [options]', '')} --help all")  # fmt: skip
+        self.epilog = (
+            f"Every option, Lightning's Trainer settings included: {self.prog.replace(' [options]', '')} --help all"
+        )
         try:
             return super().format_help(*args)
         finally:
@@ -125,7 +168,9 @@ class OneLineParser(LightningArgumentParser):
             super().error(message, ex)
         message = " ".join(message.replace("<unicode string>", "the config file").split())
         # jsonargparse's words for a value outside a restricted type's range, as an option and its limits
-        restricted = re.fullmatch(r'Parser key "([\w.]+)": Not of type \w+: (\S+) does not conform to restriction (.+)', message)
+        restricted = re.fullmatch(
+            r'Parser key "([\w.]+)": Not of type \w+: (\S+) does not conform to restriction (.+)', message
+        )
         if restricted:
             key, value, limits = restricted.groups()
             limits = re.sub(r"\bv\b", key.split(".")[-1], limits)
@@ -149,6 +194,27 @@ def check_config_files(args: list[str]) -> None:
             except yaml.YAMLError as err:
                 mark = getattr(err, "problem_mark", None)
                 where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                raise UserError(f"config file {value} is not valid YAML{where}: {getattr(err, 'problem', err)}") from err
+                raise UserError(
+                    f"config file {value} is not valid YAML{where}: {getattr(err, 'problem', err)}"
+                ) from err
 
 
+def invoked_subcommand(argv: list[str], names: dict[str, Any]) -> str | None:
+    """The subcommand named on the command line (not a -c/--config file that happens to be named
+    like one), or None."""
+    for i, arg in enumerate(argv):
+        if arg in names and (i == 0 or argv[i - 1] not in ("-c", "--config")):
+            return arg
+        if not arg.startswith("-") and (i == 0 or argv[i - 1] not in ("-c", "--config")):
+            return None  # a word that is no subcommand: the parser will say so, listing them
+    return None
+
+
+def plain(value: Any) -> Any:
+    """A setting with jsonargparse's restricted types (PositiveInt, ...) as the int or float it is:
+    checkpoints then hold only Python's own types, which load weights-only."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return float(value) if isinstance(value, float) else int(value)
+    return value

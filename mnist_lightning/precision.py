@@ -39,10 +39,12 @@ class NativeBF16(MixedPrecision):
         device = next(model.parameters(), torch.empty(0)).device
         self._choose(device.type == "cpu" and _cpu_has_bf16())
         rank_zero_info(
-            "Precision: bf16-mixed (this CPU has AVX512-BF16)" if self.native
-            else "Precision: float32 (this CPU has no AVX512-BF16, so bf16 would be slower)" if device.type == "cpu"
+            "Precision: bf16-mixed (this CPU has AVX512-BF16)"
+            if self.native
+            else "Precision: float32 (this CPU has no AVX512-BF16, so bf16 would be slower)"
+            if device.type == "cpu"
             else f"Precision: float32 (NativeBF16 chooses for CPUs only; on {device.type} set --trainer.precision)"
-        )  # fmt: skip
+        )
         return super().connect(model, optimizers, lr_schedulers)
 
     def _choose(self, native: bool) -> None:

@@ -71,8 +71,10 @@ class CSVPredictionWriter(BasePredictionWriter):
         try:
             write_text(self.output, buffer.getvalue())
         except OSError as err:
-            raise UserError(f"cannot write {err.filename or self.output}: {err.strerror}. Free space, or choose "
-                            "another file with --prediction_writer.output FILE; an older file there is intact") from err  # fmt: skip
+            raise UserError(
+                f"cannot write {err.filename or self.output}: {err.strerror}. Free space, or choose "
+                "another file with --prediction_writer.output FILE; an older file there is intact"
+            ) from err
         self.summary = summary
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -81,8 +83,9 @@ class CSVPredictionWriter(BasePredictionWriter):
             self.summary = ""
 
 
-def summarize(predicted: Tensor, confidence: Tensor, header: list[str], rows: list[list[Any]], output: str,
-              threshold: float) -> str:  # fmt: skip
+def summarize(
+    predicted: Tensor, confidence: Tensor, header: list[str], rows: list[list[Any]], output: str, threshold: float
+) -> str:
     counts = Counter(predicted.tolist())
     doubtful = confidence < threshold
     lines = [
@@ -92,9 +95,14 @@ def summarize(predicted: Tensor, confidence: Tensor, header: list[str], rows: li
     ]
     if header == ["index", "label"]:
         right = predicted == torch.tensor([label for _, label in rows])
-        lines.append(f"  accuracy on the MNIST test set: {right.float().mean():.4f}"
-                     + "".join(f"; {name} {part.sum()}: {right[part].float().mean():.4f}"
-                               for name, part in (("sure", ~doubtful), ("doubtful", doubtful)) if part.any()))  # fmt: skip
+        lines.append(
+            f"  accuracy on the MNIST test set: {right.float().mean():.4f}"
+            + "".join(
+                f"; {name} {part.sum()}: {right[part].float().mean():.4f}"
+                for name, part in (("sure", ~doubtful), ("doubtful", doubtful))
+                if part.any()
+            )
+        )
     else:
         for (path,), p, c in list(zip(rows, predicted.tolist(), confidence.tolist()))[:10]:
             shown = os.fsencode(path).decode(errors="replace")  # a name that is not UTF-8 prints too

@@ -36,4 +36,6 @@ def install() -> None:
     logging.getLogger(RANK_ZERO_LOGGER).addFilter(_FILTER)
     # Lightning 2.6 builds torch's deprecated LeafSpec in every CombinedLoader, which
     # torch 2.15 warns about once a run: nothing a user can act on.
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )

@@ -18,7 +18,7 @@ from mnist_lightning.callbacks import TestResults
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.files import write_text
-from mnist_lightning.logger import scalar_events
+from mnist_lightning.logger import PER_EPOCH, scalar_events
 from mnist_lightning.runs import run_of_checkpoint
 
 
@@ -32,7 +32,7 @@ def epoch_series(run_dir: Path) -> dict[str, dict[int, float]]:
     logged twice (a run resumed from an earlier checkpoint), the later value."""
     series: dict[str, dict[int, float]] = {}
     for name, events in scalar_events(run_dir).items():
-        if name.endswith(("_loss", "_acc")):
+        if PER_EPOCH.fullmatch(name):
             for event in sorted(events, key=lambda e: e.wall_time):
                 series.setdefault(name, {})[event.step + 1] = event.value
     return series
@@ -42,7 +42,11 @@ def class_metrics(confusion: torch.Tensor, probabilities: torch.Tensor, labels: 
     """metrics.json from what `test` computed: its confusion matrix (rows: true label) and loss."""
     per_class = {
         name: fn(probabilities, labels, num_classes=10, average=None).tolist()
-        for name, fn in (("precision", multiclass_precision), ("recall", multiclass_recall), ("f1", multiclass_f1_score))
+        for name, fn in (
+            ("precision", multiclass_precision),
+            ("recall", multiclass_recall),
+            ("f1", multiclass_f1_score),
+        )
     }
     support = confusion.sum(1).tolist()
     return {
@@ -62,11 +66,13 @@ def summary(metrics: dict) -> str:
     cm = np.array(metrics["confusion_matrix"])
     np.fill_diagonal(cm, 0)
     pairs = sorted(((cm[t, p], t, p) for t in range(10) for p in range(10) if cm[t, p]), reverse=True)[:3]
-    return "\n".join([
-        f"Test accuracy {metrics['test_acc']:.4f}, loss {metrics['test_loss']:.4f} on {metrics['num_samples']} images",
-        "  weakest classes (F1): " + ", ".join(f"{d} ({per_class[d]['f1']:.4f})" for d in weakest),
-        "  most frequent confusions (true -> predicted): " + ", ".join(f"{t}->{p} x{n}" for n, t, p in pairs),
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"Test accuracy {metrics['test_acc']:.4f}, loss {metrics['test_loss']:.4f} on {metrics['num_samples']} images",
+            "  weakest classes (F1): " + ", ".join(f"{d} ({per_class[d]['f1']:.4f})" for d in weakest),
+            "  most frequent confusions (true -> predicted): " + ", ".join(f"{t}->{p} x{n}" for n, t, p in pairs),
+        ]
+    )
 
 
 REPORT_FILES = ("metrics.json", "confusion_matrix.png", "learning_curves.png", "samples.png", "misclassified.png")
@@ -89,11 +95,15 @@ def check_report_dir(folder: Path, ckpt_path: str | Path) -> None:
     theirs = [name for name in REPORT_FILES if (folder / name).is_symlink() or (folder / name).exists()]
     theirs = [name for name in theirs if name not in ours]
     if theirs:
-        raise UserError(f"{folder} already holds {', '.join(theirs)}, not written by a report of {ckpt_path}; "
-                        "report replaces nothing else: choose another folder with --output_dir DIR")  # fmt: skip
+        raise UserError(
+            f"{folder} already holds {', '.join(theirs)}, not written by a report of {ckpt_path}; "
+            "report replaces nothing else: choose another folder with --output_dir DIR"
+        )
 
 
-def write_report(results: TestResults, datamodule: MNISTDataModule, test_loss: float, ckpt_path: str, out: Path) -> Path:
+def write_report(
+    results: TestResults, datamodule: MNISTDataModule, test_loss: float, ckpt_path: str, out: Path
+) -> Path:
     """After a `test` run: metrics.json and the figures, into the folder out."""
     run_dir = run_of_checkpoint(ckpt_path)
     probabilities = results.probabilities
@@ -101,7 +111,7 @@ def write_report(results: TestResults, datamodule: MNISTDataModule, test_loss: f
     labels, images = datamodule.test_set.labels, datamodule.test_set.images[:, 0].numpy()
     metrics = class_metrics(results.matrix, probabilities, labels, test_loss)
     series = epoch_series(run_dir) if run_dir else {}
-    curves = any(tag in series for tag in ("train_loss", "val_loss"))
+    curves = any(tag in series for tag in ("loss/train", "loss/val"))
     written = [name for name in REPORT_FILES if curves or name != "learning_curves.png"]
     ours = earlier_report(out, ckpt_path)  # check_report_dir has refused a folder holding anything else
     metrics = {**metrics, "checkpoint": str(Path(ckpt_path).resolve()), "files": written}

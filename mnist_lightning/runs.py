@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+from lightning.fabric.plugins.environments import SLURMEnvironment
+
 from mnist_lightning.errors import UserError
 
 RUNS_DIR = "runs"
@@ -60,8 +62,10 @@ def hold(run: Path) -> int:
     except BlockingIOError:
         holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise UserError(f"the run {run} is being written by process {holder}; wait for it to end "
-                        "(two processes writing one run would mix their checkpoints and curves)") from None  # fmt: skip
+        raise UserError(
+            f"the run {run} is being written by process {holder}; wait for it to end "
+            "(two processes writing one run would mix their checkpoints and curves)"
+        ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
@@ -85,6 +89,24 @@ def best_checkpoint_hint(save_dir: str | Path = RUNS_DIR) -> Path | None:
     checkpoints = sorted(p for p in (newest / "checkpoints").glob("*.ckpt") if p.is_file())
     best = [c for c in checkpoints if c.name != "last.ckpt"]
     return (best or checkpoints)[-1]
+
+
+def is_first_process() -> bool:
+    """Whether this is rank 0 of a job, from the variables launchers set (ranks are known before the Trainer)."""
+    return all(
+        int(os.environ.get(name, "0")) == 0
+        for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+    )
+
+
+def slurm_run(root: Path) -> Path | None:
+    """A SLURM job's run, root/slurm-<job id>, or None outside SLURM: a requeued job starts again
+    under the same id and must find its run, where Lightning's requeue saved hpc_ckpt_N.ckpt."""
+    if not SLURMEnvironment.detect():
+        return None
+    job = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "0"))
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return root / (f"slurm-{job}" + (f"_{task}" if task else ""))
 
 
 def __getattr__(name: str) -> object:

@@ -139,13 +139,16 @@ async def _picture(scope: Scope, body: bytes) -> bytes:
             raise HTTPException(400, f"the body is not valid JSON; {USAGE}") from err
         return picture_bytes(payload)
     if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
+
         async def once() -> Message:
             return {"type": "http.request", "body": body, "more_body": False}
 
         try:
             form = await Request(scope, once).form(max_files=2, max_fields=16)
         except Exception as err:  # Starlette's parsers: no boundary, too many fields, bad encoding
-            raise HTTPException(400, f"the form could not be read ({' '.join(str(err).split()) or type(err).__name__})") from err
+            raise HTTPException(
+                400, f"the form could not be read ({' '.join(str(err).split()) or type(err).__name__})"
+            ) from err
         try:
             return picture_bytes(form)
         finally:
@@ -173,7 +176,9 @@ class OnePicture:
         try:
             picture = await _picture(scope, await asyncio.wait_for(_body(receive), BODY_SECONDS))
         except TimeoutError:
-            await JSONResponse({"detail": f"the body did not arrive within {BODY_SECONDS} s"}, 408)(scope, receive, send)
+            await JSONResponse({"detail": f"the body did not arrive within {BODY_SECONDS} s"}, 408)(
+                scope, receive, send
+            )
             return
         except HTTPException as err:
             await JSONResponse({"detail": err.detail}, err.status_code)(scope, receive, send)
@@ -205,8 +210,10 @@ def check_options(host: str, port: int, workers: int) -> str:
     and for a port another program holds (checked before the server says it is serving)."""
     host = "127.0.0.1" if host == "localhost" else host
     if host not in HOSTS:
-        raise UserError(f"--host {host}: serve listens on {', '.join(HOSTS)} (localhost is 127.0.0.1); "
-                        "to be reached from other machines use 0.0.0.0")  # fmt: skip
+        raise UserError(
+            f"--host {host}: serve listens on {', '.join(HOSTS)} (localhost is 127.0.0.1); "
+            "to be reached from other machines use 0.0.0.0"
+        )
     if not 1024 <= port <= 65535:
         raise UserError(f"--port {port}: give a port from 1024 to 65535")
     if workers < 1:
@@ -217,15 +224,18 @@ def check_options(host: str, port: int, workers: int) -> str:
         try:
             probe.bind((host, port))
         except OSError as err:
-            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({err.strerror}); "
-                            "another program may hold it: choose another --port") from err  # fmt: skip
+            raise UserError(
+                f"--port {port}: cannot listen on {host}:{port} ({err.strerror}); "
+                "another program may hold it: choose another --port"
+            ) from err
     return host
 
 
 def server(model: Probabilities, workers: int = 1) -> ls.LitServer:
     """The LitServer for `model`, with the drawing page at GET / in place of LitServe's status text."""
-    litserver = ls.LitServer(DigitAPI(model), accelerator="cpu", workers_per_device=workers,
-                             max_payload_size=2 * MAX_BYTES, timeout=30)  # fmt: skip
+    litserver = ls.LitServer(
+        DigitAPI(model), accelerator="cpu", workers_per_device=workers, max_payload_size=2 * MAX_BYTES, timeout=30
+    )
     litserver.app.router.routes = [r for r in litserver.app.router.routes if getattr(r, "path", None) != "/"]
     page = PAGE.read_text()
     litserver.app.add_api_route("/", lambda: HTMLResponse(page), methods=["GET"], include_in_schema=False)

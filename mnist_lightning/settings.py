@@ -26,8 +26,10 @@ def saved_settings(hparams: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[
 WEIGHT_SETTINGS = {"data": ("standardize",)}
 # Settings whose change on resume changes what the run computes, said when they change
 # (the model's: MNISTClassifier; the trainer's are compared with the run's config.yaml).
-RESUME_SETTINGS = {"data": ("batch_size", "val_split", "standardize", "augment"),
-                   "trainer": ("precision", "accumulate_grad_batches", "gradient_clip_val", "deterministic")}  # fmt: skip
+RESUME_SETTINGS = {
+    "data": ("batch_size", "val_split", "standardize", "augment"),
+    "trainer": ("precision", "accumulate_grad_batches", "gradient_clip_val", "deterministic"),
+}
 
 
 def _shown(value: Any) -> str:
@@ -39,28 +41,37 @@ def refuse_other_weight_settings(ckpt_path: str, saved: dict[str, dict], config:
     for group, names in WEIGHT_SETTINGS.items():
         for name in names:
             if name in saved[group] and config[group][name] != saved[group][name]:
-                raise UserError(f"{ckpt_path} was trained with --{group}.{name} {_shown(saved[group][name])}, but this "
-                                f"command sets {_shown(config[group][name])}: the weights expect the input they were "
-                                f"trained on. Leave --{group}.{name} out (the checkpoint's is used)")  # fmt: skip
+                raise UserError(
+                    f"{ckpt_path} was trained with --{group}.{name} {_shown(saved[group][name])}, but this "
+                    f"command sets {_shown(config[group][name])}: the weights expect the input they were "
+                    f"trained on. Leave --{group}.{name} out (the checkpoint's is used)"
+                )
 
 
 def check_resume(ckpt_path: str, checkpoint: dict[str, Any], saved: dict[str, dict], config: Namespace) -> None:
     """A resume that cannot work is refused; settings changed on resume that change the result are said."""
     if bool(saved["model"].get("one_cycle")) != config.model.one_cycle:
         was = str(bool(saved["model"].get("one_cycle"))).lower()
-        raise UserError(f"{ckpt_path} was trained with one_cycle {was}; resume it with --model.one_cycle {was}, "
-                        "or start a new run without --ckpt_path")  # fmt: skip
+        raise UserError(
+            f"{ckpt_path} was trained with one_cycle {was}; resume it with --model.one_cycle {was}, "
+            "or start a new run without --ckpt_path"
+        )
     done = checkpoint.get("epoch", 0) + 1
     max_epochs = config.trainer.max_epochs
     if max_epochs is not None and 0 <= max_epochs < done:
-        raise UserError(f"{ckpt_path} has trained {done} epoch(s); --trainer.max_epochs {max_epochs} is fewer, so "
-                        f"nothing would be trained and the run's config.yaml would say {max_epochs}. Give more than {done}")  # fmt: skip
+        raise UserError(
+            f"{ckpt_path} has trained {done} epoch(s); --trainer.max_epochs {max_epochs} is fewer, so "
+            f"nothing would be trained and the run's config.yaml would say {max_epochs}. Give more than {done}"
+        )
     run = runs.run_of_checkpoint(ckpt_path)
     trained = yaml.safe_load((run / "config.yaml").read_text()) if run and (run / "config.yaml").is_file() else {}
     saved = {**saved, "trainer": (trained or {}).get("trainer") or {}}
-    changed = [f"{name} {_shown(saved[group][name])} -> {_shown(config[group][name])}"
-               for group, names in RESUME_SETTINGS.items() for name in names
-               if name in saved[group] and config[group][name] != saved[group][name]]  # fmt: skip
+    changed = [
+        f"{name} {_shown(saved[group][name])} -> {_shown(config[group][name])}"
+        for group, names in RESUME_SETTINGS.items()
+        for name in names
+        if name in saved[group] and config[group][name] != saved[group][name]
+    ]
     if changed:
         rank_zero_info(f"Resuming with new data and trainer settings: {', '.join(changed)}")
 
@@ -91,8 +102,10 @@ def export_path(ckpt_path: str, output: str | None, fmt: str) -> Path:
     path = Path(output) if output else Path(ckpt_path).with_suffix(f".{fmt}")
     other = {".onnx", ".pt2"} - {f".{fmt}"}
     if path.suffix in other:
-        raise UserError(f"--output {output} ends in {path.suffix}, but --format is {fmt}: name it .{fmt}, "
-                        f"or give --format {path.suffix[1:]}")  # fmt: skip
+        raise UserError(
+            f"--output {output} ends in {path.suffix}, but --format is {fmt}: name it .{fmt}, "
+            f"or give --format {path.suffix[1:]}"
+        )
     return path
 
 
@@ -103,5 +116,3 @@ def needs_checkpoint(subcommand: str) -> str:
     train = "train one: mnist-lightning fit -c configs/mnist.yaml"
     hint = f"the best of the newest run is {best}" if best else f"none under ./{runs.RUNS_DIR}; {train}"
     return f"{subcommand} needs a trained network: --ckpt_path CKPT ({hint})"
-
-

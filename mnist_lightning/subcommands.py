@@ -35,23 +35,33 @@ def _described(method: Callable, summary: str, ckpt_path: str) -> Callable:
     return subcommand
 
 
-EVALUATED = ("The checkpoint to use; the model's and data's settings are read from it (without it, the command "
-             "names the newest run's best checkpoint).")  # fmt: skip
+EVALUATED = (
+    "The checkpoint to use; the model's and data's settings are read from it (without it, the command "
+    "names the newest run's best checkpoint)."
+)
 
 
 class MNISTTrainer(Trainer):
     """How to train and evaluate (Lightning's Trainer settings)."""
 
     # Lightning's docstrings are written for Python callers; the CLI lists these first lines.
-    fit = _described(Trainer.fit, "Train the network, or resume a run with --ckpt_path.",
-                     "A checkpoint to resume: RUN/checkpoints/last.ckpt continues that run in its folder, with "
-                     "its settings as the defaults (options given now win).")  # fmt: skip
+    fit = _described(
+        Trainer.fit,
+        "Train the network, or resume a run with --ckpt_path.",
+        "A checkpoint to resume: RUN/checkpoints/last.ckpt continues that run in its folder, with "
+        "its settings as the defaults (options given now win).",
+    )
     validate = _described(Trainer.validate, "Evaluate a checkpoint on the validation split.", EVALUATED)
     test = _described(Trainer.test, "Evaluate a checkpoint on the MNIST test set.", EVALUATED)
     predict = _described(Trainer.predict, "Classify your own pictures (or the test set) into a CSV file.", EVALUATED)
 
-    def report(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
-               output_dir: str | None = None) -> None:  # fmt: skip
+    def report(
+        self,
+        model: MNISTClassifier,
+        datamodule: MNISTDataModule,
+        ckpt_path: str | None = None,
+        output_dir: str | None = None,
+    ) -> None:
         """Evaluate a checkpoint on the test set and write metrics, a confusion matrix and curves.
 
         Args:
@@ -72,13 +82,21 @@ class MNISTTrainer(Trainer):
         (scores,) = self.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         if self.is_global_zero:
             try:
-                write_report(results, datamodule, scores["test_loss"], ckpt_path, Path(output_dir))
+                write_report(results, datamodule, scores["loss/test"], ckpt_path, Path(output_dir))
             except OSError as err:
-                raise UserError(f"cannot write the report into {err.filename or output_dir}: {err.strerror}. "
-                                "Free space, or choose another folder with --output_dir DIR") from err  # fmt: skip
+                raise UserError(
+                    f"cannot write the report into {err.filename or output_dir}: {err.strerror}. "
+                    "Free space, or choose another folder with --output_dir DIR"
+                ) from err
 
-    def export(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
-               output: str | None = None, format: Literal["onnx", "pt2"] = "onnx") -> None:  # fmt: skip
+    def export(
+        self,
+        model: MNISTClassifier,
+        datamodule: MNISTDataModule,
+        ckpt_path: str | None = None,
+        output: str | None = None,
+        format: Literal["onnx", "pt2"] = "onnx",
+    ) -> None:
         """Write a checkpoint as ONNX or a torch.export program that runs without this package.
 
         Args:
@@ -93,15 +111,28 @@ class MNISTTrainer(Trainer):
         assert ckpt_path is not None  # parse_arguments refused a missing one
         path = export_path(ckpt_path, output, format)
         try:
-            export(from_checkpoint(model, datamodule, ckpt_path), path, format,
-                   metadata(ckpt_path, datamodule.scale, datamodule.shift))  # fmt: skip
+            export(
+                from_checkpoint(model, datamodule, ckpt_path),
+                path,
+                format,
+                metadata(ckpt_path, datamodule.scale, datamodule.shift),
+            )
         except OSError as err:
-            raise UserError(f"cannot write {err.filename or path}: {err.strerror}. Free space, or choose another "
-                            "file with --output FILE") from err  # fmt: skip
+            raise UserError(
+                f"cannot write {err.filename or path}: {err.strerror}. Free space, or choose another "
+                "file with --output FILE"
+            ) from err
         print(f"Exported {ckpt_path} -> {path} ({path.stat().st_size / 1e6:.2f} MB, {format})")
 
-    def serve(self, model: MNISTClassifier, datamodule: MNISTDataModule, ckpt_path: str | None = None,
-              host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:  # fmt: skip
+    def serve(
+        self,
+        model: MNISTClassifier,
+        datamodule: MNISTDataModule,
+        ckpt_path: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        workers: int = 1,
+    ) -> None:
         """Serve a checkpoint over HTTP (LitServe), with a page to draw a digit on.
 
         Args:
@@ -122,5 +153,3 @@ class MNISTTrainer(Trainer):
         print(f"Serving {ckpt_path} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
         served.run(host=host, port=port, generate_client_file=False)
         print("Server stopped", flush=True)
-
-

@@ -30,7 +30,9 @@ def layer_table(pl_module: L.LightningModule) -> str:
         warnings.filterwarnings("ignore", message="Precision .*-mixed is not supported by the model summary")
         summary = summarize(pl_module, max_depth=2)
     rows = [("Layer (type)", "Output shape", "Params")]
-    for name, kind, shape, params in zip(summary.layer_names, summary.layer_types, summary.out_sizes, summary.param_nums):
+    for name, kind, shape, params in zip(
+        summary.layer_names, summary.layer_types, summary.out_sizes, summary.param_nums
+    ):
         if name.startswith("net."):
             rows.append((f"{name} ({kind})", str(shape), f"{params:,}"))
     total, trainable = summary.total_parameters, summary.trainable_parameters
@@ -38,8 +40,15 @@ def layer_table(pl_module: L.LightningModule) -> str:
     lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
     rule = "-" * len(lines[0])
     # Mixed precision keeps the weights in float32: 4 bytes a parameter.
-    return "\n".join([lines[0], rule, *lines[1:], rule,
-                      f"Total params: {total:,} (trainable: {trainable:,}), {total * 4 / 1e6:.2f} MB"])  # fmt: skip
+    return "\n".join(
+        [
+            lines[0],
+            rule,
+            *lines[1:],
+            rule,
+            f"Total params: {total:,} (trainable: {trainable:,}), {total * 4 / 1e6:.2f} MB",
+        ]
+    )
 
 
 class FitSummary(L.Callback):
@@ -60,7 +69,7 @@ def _shown(path: str | Path) -> str:
 
 
 def fit_summary(trainer: L.Trainer) -> str:
-    """The run folder, the best checkpoint with its val_acc (else last.ckpt), and the next commands."""
+    """The run folder, the best checkpoint with its validation accuracy (else last.ckpt), and the next commands."""
     checkpoints = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
     best = next((c for c in checkpoints if c.monitor and c.best_model_path), None)
     last = next((c.last_model_path or c.best_model_path for c in checkpoints if c.last_model_path or not c.monitor), "")
@@ -75,11 +84,18 @@ def fit_summary(trainer: L.Trainer) -> str:
         ckpt = last
         lines.append(f"Last checkpoint (no validation ran): {_shown(ckpt)}")
     else:
-        lines.append("No checkpoint was saved: checkpoints are written when validation runs "
-                     f"(every {trainer.check_val_every_n_epoch} epoch(s), --trainer.check_val_every_n_epoch)")  # fmt: skip
+        lines.append(
+            "No checkpoint was saved: checkpoints are written when validation runs "
+            f"(every {trainer.check_val_every_n_epoch} epoch(s), --trainer.check_val_every_n_epoch)"
+        )
         return "\n".join(lines)
-    lines += ["Next:", *(f"  mnist-lightning {command} --ckpt_path {_shown(ckpt)}{extra}" for command, extra in
-                         (("test", ""), ("report", ""), ("predict", " --data.predict_path my_digits/")))]  # fmt: skip
+    lines += [
+        "Next:",
+        *(
+            f"  mnist-lightning {command} --ckpt_path {_shown(ckpt)}{extra}"
+            for command, extra in (("test", ""), ("report", ""), ("predict", " --data.predict_path my_digits/"))
+        ),
+    ]
     if trainer.logger is not None and trainer.logger.save_dir:
         lines.append(f"  tensorboard --logdir {_shown(trainer.logger.save_dir)}")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from mnist_lightning.summaries import FitSummary, LayerSummary
 
 
 def callbacks(requeue_signals: list[int] | None = None) -> list[L.Callback]:
-    """The best checkpoint by val_acc and last.ckpt after every epoch, the layer summary, exact
+    """The best checkpoint by accuracy/val and last.ckpt after every epoch, the layer summary, exact
     resumes with new settings, the stop on a NaN loss, SLURM's requeue, the test's predictions,
     TensorBoard's layout and settings, the end-of-fit block.
 
@@ -36,7 +36,10 @@ def callbacks(requeue_signals: list[int] | None = None) -> list[L.Callback]:
     """
     return [
         RunCheckpoint(
-            monitor="val_acc", mode="max", filename="epoch{epoch:02d}-val_acc{val_acc:.4f}", auto_insert_metric_name=False
+            monitor="accuracy/val",
+            mode="max",
+            filename="epoch{epoch:02d}-val_acc{accuracy/val:.4f}",
+            auto_insert_metric_name=False,
         ),
         # Not save_last=True: Lightning 2.6 rewrites that only in epochs that set a new best.
         RunCheckpoint(filename="last", enable_version_counter=False),

@@ -70,8 +70,10 @@ class PlainLoop:
         self.net = net.to(memory_format=self.fmt)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3, eps=1e-7, fused=optimized)
         # uint8 for the project's gather; the notebook's loops preload floats, as Keras does
-        self.images = {split: data[f"x_{split}"] if optimized else data[f"x_{split}"].float().div(255)
-                       for split in ("train", "val")}  # fmt: skip
+        self.images = {
+            split: data[f"x_{split}"] if optimized else data[f"x_{split}"].float().div(255)
+            for split in ("train", "val")
+        }
         self.labels = {split: data[f"y_{split}"] for split in ("train", "val")}
         self.times: list[float] = []
 
@@ -136,8 +138,9 @@ class Peer:
     scripts/fit_peer.py): the same interface as PlainLoop.epoch for Interleave."""
 
     def __init__(self, command: list[str], env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env={**os.environ, **(env or {})})  # fmt: skip
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+        )
         self.info = self._answer("ready")
         self.times: list[float] = []
 
@@ -180,8 +183,9 @@ class Interleave(L.Callback):
     Lightning writes after every other callback's on_train_epoch_end.
     """
 
-    def __init__(self, name: str, paired: PlainLoop | None, others: dict[str, PlainLoop | Peer],
-                 chunk: int = 50) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, paired: PlainLoop | None, others: dict[str, PlainLoop | Peer], chunk: int = 50
+    ) -> None:
         self.name = name
         self.paired = paired
         self.others = others
@@ -195,8 +199,9 @@ class Interleave(L.Callback):
             self.paired.start_epoch()
         self.start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object,
-                           batch_idx: int) -> None:  # fmt: skip
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: object, batch_idx: int
+    ) -> None:
         done = batch_idx + 1
         if self.paired and (done % self.chunk == 0 or done == trainer.num_training_batches):
             before = time.perf_counter()
@@ -217,21 +222,33 @@ class Interleave(L.Callback):
             print(f"  {OURS}: {self.paired.times[-1]:.2f} s", file=sys.stderr)
         for name, loop in self.others.items():
             loop.epoch()
-            print(f"  {name}: {loop.times[-1]:.2f} s, val loss {loop.val_loss:.4f}, acc {loop.val_acc:.4f}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"  {name}: {loop.times[-1]:.2f} s, val loss {loop.val_loss:.4f}, acc {loop.val_acc:.4f}",
+                file=sys.stderr,
+            )
         self.start = None
 
 
-def project_fit(data_dir: str, epochs: int, paired: PlainLoop | None, others: dict[str, PlainLoop | Peer],
-                options: tuple[str, ...] = ()) -> list[float]:  # fmt: skip
+def project_fit(
+    data_dir: str,
+    epochs: int,
+    paired: PlainLoop | None,
+    others: dict[str, PlainLoop | Peer],
+    options: tuple[str, ...] = (),
+) -> list[float]:
     """The real thing: LightningCLI with configs/mnist.yaml, its logger, checkpoints and progress bar."""
     timer = Interleave(" ".join(("project fit", *options)), paired, others)
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         try:
-            args = ["-c", str(ROOT / "configs" / "mnist.yaml"), f"--data.data_dir={data_dir}",
-                    f"--trainer.max_epochs={epochs}", *options]  # fmt: skip
+            args = [
+                "-c",
+                str(ROOT / "configs" / "mnist.yaml"),
+                f"--data.data_dir={data_dir}",
+                f"--trainer.max_epochs={epochs}",
+                *options,
+            ]
             cli = MNISTCLI(args=args, run=False)
             cli.trainer.callbacks.append(timer)
             cli.trainer.fit(cli.model, cli.datamodule)
@@ -249,16 +266,40 @@ def start_peers(args: argparse.Namespace) -> dict[str, Peer]:
     peers = {}
     if args.keras_python:
         for policy in ("float32", KERAS_BF16):
-            peer = Peer([args.keras_python, str(ROOT / "scripts" / "keras_notebook.py"), "--data_dir", args.data_dir,
-                         "--policy", policy])  # fmt: skip
+            peer = Peer(
+                [
+                    args.keras_python,
+                    str(ROOT / "scripts" / "keras_notebook.py"),
+                    "--data_dir",
+                    args.data_dir,
+                    "--policy",
+                    policy,
+                ]
+            )
             info = peer.info
             peers[f"Keras {info['keras']} (TensorFlow {info['tensorflow']}), notebook, {policy}"] = peer
     if args.before:  # both versions as peers, so that they are measured the same way
         for checkout, role in ((args.before.resolve(), "before"), (ROOT, "this checkout")):
-            commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                    text=True, check=False).stdout.strip() or checkout.name  # fmt: skip
-            peer = Peer([sys.executable, str(ROOT / "scripts" / "fit_peer.py"), "--data_dir", args.data_dir,
-                         "--epochs", str(args.epochs)], env={"PYTHONPATH": str(checkout)})  # fmt: skip
+            commit = (
+                subprocess.run(
+                    ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.strip()
+                or checkout.name
+            )
+            peer = Peer(
+                [
+                    sys.executable,
+                    str(ROOT / "scripts" / "fit_peer.py"),
+                    "--data_dir",
+                    args.data_dir,
+                    "--epochs",
+                    str(args.epochs),
+                ],
+                env={"PYTHONPATH": str(checkout)},
+            )
             peers[f"project fit in a process of its own, {role} ({commit})"] = peer
     return peers
 
@@ -268,8 +309,14 @@ def bare_fit(data_dir: str, epochs: int, loop: PlainLoop) -> list[float]:
     with logger, checkpoints, progress bar and summary off. Beside the project's fit it tells
     what Lightning's loop costs apart from what our logging and checkpoints cost."""
     timer = Interleave("bare Trainer", loop, {})
-    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer])  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(MNISTClassifier(), MNISTDataModule(data_dir=data_dir))
     return timer.times
 
@@ -332,13 +379,24 @@ def test_throughput(data_dir: str) -> dict[str, float]:
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
-        "cpu": cpu, "cores": str(os.cpu_count()), "torch_threads": str(torch.get_num_threads()),
-        "python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-        "lightning": L.__version__, "date": time.strftime("%Y-%m-%d"),
-    }  # fmt: skip
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": L.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
 
 
 def overhead(lightning: list[float], plain: list[float]) -> dict[str, float]:
@@ -346,8 +404,12 @@ def overhead(lightning: list[float], plain: list[float]) -> dict[str, float]:
     (the unit of Lightning's own parity test), warm-up epoch left out."""
     pairs = list(zip(lightning[1:], plain[1:]))
     ratios = [a / b - 1 for a, b in pairs]
-    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-            "median_seconds": statistics.median(a - b for a, b in pairs)}  # fmt: skip
+    return {
+        "median": statistics.median(ratios),
+        "min": min(ratios),
+        "max": max(ratios),
+        "median_seconds": statistics.median(a - b for a, b in pairs),
+    }
 
 
 def summary(times: list[float]) -> dict[str, float]:
@@ -372,9 +434,11 @@ def main() -> None:
     dm = MNISTDataModule(data_dir=args.data_dir)
     dm.setup("fit")
     data = {
-        "x_train": dm.train_set.images, "y_train": dm.train_set.labels,
-        "x_val": dm.val_set.images, "y_val": dm.val_set.labels,
-    }  # fmt: skip
+        "x_train": dm.train_set.images,
+        "y_train": dm.train_set.labels,
+        "x_val": dm.val_set.images,
+        "y_val": dm.val_set.labels,
+    }
     loops = {
         OURS: PlainLoop(data, optimized=True, channels_last=True),
         NCHW: PlainLoop(data, optimized=False, channels_last=False),
@@ -383,7 +447,9 @@ def main() -> None:
     peers = start_peers(args)
     print("timing the project's fit, interleaved with the plain loops and peers ...", file=sys.stderr)
     fp32_peers = {k: v for k, v in peers.items() if KERAS_BF16 not in k}
-    project_times = project_fit(args.data_dir, args.epochs, loops[OURS], {NCHW: loops[NCHW], CL: loops[CL], **fp32_peers})
+    project_times = project_fit(
+        args.data_dir, args.epochs, loops[OURS], {NCHW: loops[NCHW], CL: loops[CL], **fp32_peers}
+    )
     epochs = {name: summary(loops[name].times) for name in (NCHW, CL, OURS)}
     epochs.update({name: summary(peer.times) for name, peer in fp32_peers.items()})
     epochs["project fit (configs/mnist.yaml)"] = summary(project_times)
@@ -403,15 +469,19 @@ def main() -> None:
     loaders, tests = data_paths(args.data_dir), test_throughput(args.data_dir)
 
     base_nchw, base_cl = epochs[NCHW]["median"], epochs[CL]["median"]
-    print(f"\n{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads), "
-          f"lightning {info['lightning']}, {info['date']}")  # fmt: skip
+    print(
+        f"\n{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads), "
+        f"lightning {info['lightning']}, {info['date']}"
+    )
     keras = next((s["median"] for name, s in epochs.items() if name.startswith("Keras") and "float32" in name), None)
     print("\n| system | s/epoch (train + val), median [min-max] | vs plain NCHW | vs plain channels_last | vs Keras |")
     print("|---|---|---|---|---|")
     for name, s in epochs.items():
         vs_keras = f"{keras / s['median']:.2f}x" if keras else "-"
-        print(f"| {name} | {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] | {base_nchw / s['median']:.2f}x | "
-              f"{base_cl / s['median']:.2f}x | {vs_keras} |")  # fmt: skip
+        print(
+            f"| {name} | {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] | {base_nchw / s['median']:.2f}x | "
+            f"{base_cl / s['median']:.2f}x | {vs_keras} |"
+        )
     # Each Lightning epoch is paired with the plain epoch whose chunks ran between its own
     # (Interleave): the ratio of such neighbours is robust to the machine's drifting load.
     overheads = {
@@ -419,18 +489,27 @@ def main() -> None:
         "bare Trainer": overhead(bare_times, second_plain.times),
     }
     for name, o in overheads.items():
-        print(f"\nLightning overhead, {name} vs plain loop with our optimizations (median of epoch-by-epoch "
-              f"ratios): {o['median'] * 100:+.1f}% [{o['min'] * 100:+.1f}% to {o['max'] * 100:+.1f}%], "
-              f"{o['median_seconds']:+.2f} s/epoch")  # fmt: skip
-    print(f"\n| data path ({len(data['y_train']):,} training images, host float batches) | images/s | ratio |"
-          "\n|---|---|---|")  # fmt: skip
+        print(
+            f"\nLightning overhead, {name} vs plain loop with our optimizations (median of epoch-by-epoch "
+            f"ratios): {o['median'] * 100:+.1f}% [{o['min'] * 100:+.1f}% to {o['max'] * 100:+.1f}%], "
+            f"{o['median_seconds']:+.2f} s/epoch"
+        )
+    print(
+        f"\n| data path ({len(data['y_train']):,} training images, host float batches) | images/s | ratio |"
+        "\n|---|---|---|"
+    )
     for name, ips in loaders.items():
         print(f"| {name} | {ips:,.0f} | {ips / loaders['torchvision']:.1f}x |")
     print("\n| test-set evaluation | images/s |\n|---|---|")
     for name, ips in tests.items():
         print(f"| {name} | {ips:,.0f} |")
-    results = {"machine": info, "epochs": epochs, "data_paths": loaders, "test_throughput": tests,
-               "lightning_overhead": overheads}  # fmt: skip
+    results = {
+        "machine": info,
+        "epochs": epochs,
+        "data_paths": loaders,
+        "test_throughput": tests,
+        "lightning_overhead": overheads,
+    }
     Path(args.json).write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.json}")
 

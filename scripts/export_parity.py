@@ -56,8 +56,18 @@ def main() -> None:
         runners = {}
         for fmt in ("onnx", "pt2"):
             out = Path(tmp, f"mnist.{fmt}")
-            command = [sys.executable, "-m", "mnist_lightning", "export", "--ckpt_path", args.ckpt_path, "--output",
-                       str(out), "--format", fmt]  # fmt: skip
+            command = [
+                sys.executable,
+                "-m",
+                "mnist_lightning",
+                "export",
+                "--ckpt_path",
+                args.ckpt_path,
+                "--output",
+                str(out),
+                "--format",
+                fmt,
+            ]
             subprocess.run(command, check=True, capture_output=True)
             if fmt == "onnx":
                 session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

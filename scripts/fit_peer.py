@@ -47,8 +47,16 @@ class OnRequest(L.Callback):
             print(json.dumps({"ready": True, "package": str(Path(mnist_lightning.__file__).parent)}), flush=True)
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        print(json.dumps({"seconds": time.perf_counter() - self.start, "val_loss": metrics.get("val_loss"),
-                          "val_acc": metrics.get("val_acc")}), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "seconds": time.perf_counter() - self.start,
+                    "val_loss": metrics.get("loss/val"),
+                    "val_acc": metrics.get("accuracy/val"),
+                }
+            ),
+            flush=True,
+        )
         self.start = None
 
 
@@ -60,8 +68,14 @@ def main() -> None:
     data_dir = str(Path(args.data_dir).resolve())
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
-        cli_args = ["-c", str(ROOT / "configs" / "mnist.yaml"), f"--data.data_dir={data_dir}",
-                    f"--trainer.max_epochs={args.epochs}", "--trainer.enable_progress_bar=false", *fit_options]  # fmt: skip
+        cli_args = [
+            "-c",
+            str(ROOT / "configs" / "mnist.yaml"),
+            f"--data.data_dir={data_dir}",
+            f"--trainer.max_epochs={args.epochs}",
+            "--trainer.enable_progress_bar=false",
+            *fit_options,
+        ]
         cli = MNISTCLI(args=cli_args, run=False)
         cli.trainer.callbacks.append(OnRequest())
         cli.trainer.fit(cli.model, cli.datamodule)

@@ -37,17 +37,19 @@ def idx(path: Path) -> np.ndarray:
 
 
 def notebook_model() -> keras.Model:
-    return keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
-        keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        keras.layers.MaxPooling2D(pool_size=(2, 2)),
-        keras.layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-        keras.layers.MaxPooling2D(pool_size=(2, 2)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dropout(0.5),
-        keras.layers.Dense(10, activation="softmax", dtype="float32"),
-    ])  # fmt: skip
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            keras.layers.MaxPooling2D(pool_size=(2, 2)),
+            keras.layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+            keras.layers.MaxPooling2D(pool_size=(2, 2)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(10, activation="softmax", dtype="float32"),
+        ]
+    )
 
 
 def main() -> None:
@@ -63,17 +65,42 @@ def main() -> None:
     n_train = len(x) - len(x) // 10  # validation_split=0.1 takes the last 10%
     model = notebook_model()
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    print(json.dumps({"ready": True, "parameters": model.count_params(), "tensorflow": tf.__version__,
-                      "keras": keras.__version__, "policy": args.policy}), flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "ready": True,
+                "parameters": model.count_params(),
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "policy": args.policy,
+            }
+        ),
+        flush=True,
+    )
     for epoch, line in enumerate(sys.stdin):
         if line.strip() != "epoch":
             break
         start = time.perf_counter()
-        history = model.fit(x[:n_train], y[:n_train], batch_size=128, epochs=epoch + 1, initial_epoch=epoch,
-                            validation_data=(x[n_train:], y[n_train:]), verbose=0)  # fmt: skip
+        history = model.fit(
+            x[:n_train],
+            y[:n_train],
+            batch_size=128,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            validation_data=(x[n_train:], y[n_train:]),
+            verbose=0,
+        )
         seconds = time.perf_counter() - start
-        print(json.dumps({"seconds": seconds, "val_loss": history.history["val_loss"][-1],
-                          "val_acc": history.history["val_accuracy"][-1]}), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "seconds": seconds,
+                    "val_loss": history.history["val_loss"][-1],
+                    "val_acc": history.history["val_accuracy"][-1],
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -35,12 +35,24 @@ def predict(ckpt: Path, pictures: Path) -> dict[str, dict[str, str]]:
     """`mnist-lightning predict` on the set: its CSV rows by picture path (relative to the set)."""
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "predictions.csv"
-        command = [*CLI, "predict", "--ckpt_path", str(ckpt), "--data.predict_path", str(pictures.resolve()),
-                   "--prediction_writer.output", str(output), "--trainer.enable_progress_bar", "false"]  # fmt: skip
+        command = [
+            *CLI,
+            "predict",
+            "--ckpt_path",
+            str(ckpt),
+            "--data.predict_path",
+            str(pictures.resolve()),
+            "--prediction_writer.output",
+            str(output),
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
         result = subprocess.run(command, cwd=tmp, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             sys.exit(f"robustness: predict with {ckpt} failed:\n{result.stderr[-2000:]}")
-        return {str(Path(r["path"]).resolve().relative_to(pictures.resolve())): r for r in csv.DictReader(output.open())}
+        return {
+            str(Path(r["path"]).resolve().relative_to(pictures.resolve())): r for r in csv.DictReader(output.open())
+        }
 
 
 def accuracy(rows: list[dict[str, str]]) -> str:
@@ -55,10 +67,17 @@ def report(name: str, rows: list[dict[str, str]]) -> None:
         doubtful = [r for r in part if r["doubtful"] == "true"]
         print(f"| {source} | {accuracy(part)} | {len(doubtful)} | {accuracy([r for r in part if r not in doubtful])} |")
     styles = Counter((r["source"], r["style"]) for r in rows)
-    worst = sorted(styles, key=lambda s: sum(r["prediction"] == r["label"] for r in rows if (r["source"], r["style"]) == s)
-                   / styles[s])[:6]  # fmt: skip
-    print("\nweakest styles: " + "; ".join(f"{src}/{style} {accuracy([r for r in rows if (r['source'], r['style']) == (src, style)])}"
-                                          for src, style in worst))  # fmt: skip
+    worst = sorted(
+        styles,
+        key=lambda s: sum(r["prediction"] == r["label"] for r in rows if (r["source"], r["style"]) == s) / styles[s],
+    )[:6]
+    print(
+        "\nweakest styles: "
+        + "; ".join(
+            f"{src}/{style} {accuracy([r for r in rows if (r['source'], r['style']) == (src, style)])}"
+            for src, style in worst
+        )
+    )
     confusions = Counter(f"{r['label']}→{r['prediction']}" for r in rows if r["prediction"] != r["label"])
     print("most common confusions (true→predicted): " + ", ".join(f"{k} ×{n}" for k, n in confusions.most_common(8)))
 
@@ -78,8 +97,17 @@ def worst_cases(results: dict[str, list[dict[str, str]]], pictures: Path, figure
             top.imshow(Image.open(pictures / r["path"]).convert("RGBA"))
             top.set_title(f"{r['label']} read as {r['prediction']}\n{float(r['confidence']):.2f}", fontsize=8)
             bottom.imshow(read_digit(pictures / r["path"]), cmap="gray")
-        axes[2 * row, 0].text(-0.15, 0.5, name, transform=axes[2 * row, 0].transAxes, rotation=90, va="center",
-                              ha="right", fontsize=10, fontweight="bold")  # fmt: skip
+        axes[2 * row, 0].text(
+            -0.15,
+            0.5,
+            name,
+            transform=axes[2 * row, 0].transAxes,
+            rotation=90,
+            va="center",
+            ha="right",
+            fontsize=10,
+            fontweight="bold",
+        )
     fig.suptitle("Most confident mistakes: the picture given (top), the 28x28 digit the network saw (bottom)")
     fig.tight_layout()
     figure.parent.mkdir(parents=True, exist_ok=True)
@@ -101,8 +129,9 @@ def main() -> None:
         missing = [r["path"] for r in labels if r["path"] not in predicted]
         if missing:
             sys.exit(f"robustness: {name} gave no answer for {len(missing)} picture(s), e.g. {missing[0]}")
-        results[name] = [{**r, **{k: predicted[r["path"]][k] for k in ("prediction", "confidence", "doubtful")}}
-                         for r in labels]  # fmt: skip
+        results[name] = [
+            {**r, **{k: predicted[r["path"]][k] for k in ("prediction", "confidence", "doubtful")}} for r in labels
+        ]
         report(name, results[name])
     worst_cases(results, args.set, args.figure)
 

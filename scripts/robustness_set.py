@@ -28,19 +28,31 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-FONT_PACKAGES = ("fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscript fonts-humor-sans fonts-kaushanscript "
-                 "fonts-klee fonts-kristi fonts-comic-neue")  # fmt: skip
+FONT_PACKAGES = (
+    "fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscript fonts-humor-sans fonts-kaushanscript "
+    "fonts-klee fonts-kristi fonts-comic-neue"
+)
 # Families whose digits look handwritten (fc-list's family names); not femkeklaver, whose digits are hollow outlines.
-FONT_FAMILIES = ("dkg", "Breip", "BecauseWe", "Dancing Script", "Humor Sans", "Kaushan Script", "Klee One", "Kristi",
-                 "Comic Neue")  # fmt: skip
+FONT_FAMILIES = (
+    "dkg",
+    "Breip",
+    "BecauseWe",
+    "Dancing Script",
+    "Humor Sans",
+    "Kaushan Script",
+    "Klee One",
+    "Kristi",
+    "Comic Neue",
+)
 
 Stroke = list[tuple[float, float]]
 
 
 def arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n: int = 24) -> Stroke:
     """Points on an ellipse from angle `start` to `end` (degrees; 0 is right, 90 is down)."""
-    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
-            for a in np.linspace(start, end, n)]  # fmt: skip
+    return [
+        (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a))) for a in np.linspace(start, end, n)
+    ]
 
 
 # Each digit in a few common hands, as pen strokes in a unit box (x right, y down).
@@ -74,10 +86,16 @@ DIGITS: dict[int, dict[str, list[Stroke]]] = {
 
 
 def handwriting_fonts() -> list[Path]:
-    listing = subprocess.run(["fc-list", "--format", "%{file}|%{family}\n"], capture_output=True, text=True,
-                             check=False).stdout  # fmt: skip
-    fonts = sorted({Path(f) for f, _, family in (line.partition("|") for line in listing.splitlines())
-                    if any(name.lower() in family.lower() for name in FONT_FAMILIES)})  # fmt: skip
+    listing = subprocess.run(
+        ["fc-list", "--format", "%{file}|%{family}\n"], capture_output=True, text=True, check=False
+    ).stdout
+    fonts = sorted(
+        {
+            Path(f)
+            for f, _, family in (line.partition("|") for line in listing.splitlines())
+            if any(name.lower() in family.lower() for name in FONT_FAMILIES)
+        }
+    )
     if not fonts:
         raise SystemExit(f"robustness_set: no handwriting fonts found; apt-get install {FONT_PACKAGES}")
     return fonts
@@ -100,8 +118,9 @@ def typed_digit(rng: np.random.Generator, digit: int, font_path: Path) -> Image.
     weight = int(rng.integers(0, max(1, size // 20) + 1))
     ink = tuple(int(v) for v in rng.uniform(0, 90, 3)) if rng.random() < 0.6 else (20, 30, int(rng.uniform(90, 160)))
     glyph = Image.new("LA", (size * 3, size * 3), (0, 0))
-    ImageDraw.Draw(glyph).text((size, size // 2), str(digit), font=font, fill=(255, 255), stroke_width=weight,
-                                stroke_fill=(255, 255))  # fmt: skip
+    ImageDraw.Draw(glyph).text(
+        (size, size // 2), str(digit), font=font, fill=(255, 255), stroke_width=weight, stroke_fill=(255, 255)
+    )
     glyph = glyph.rotate(rng.uniform(-15, 15), resample=Image.Resampling.BICUBIC, expand=True)
     box = glyph.getbbox()
     if box is None:
@@ -178,8 +197,9 @@ def main() -> None:
                     picture, suffix = drawn_digit(rng, DIGITS[digit][style]), ".png"
                 path = args.output / source / f"{digit}_{i:03d}{suffix}"
                 picture.save(path, quality=int(rng.integers(60, 95))) if suffix == ".jpg" else picture.save(path)
-                rows.append({"path": str(path.relative_to(args.output)), "label": digit, "source": source,
-                             "style": style})  # fmt: skip
+                rows.append(
+                    {"path": str(path.relative_to(args.output)), "label": digit, "source": source, "style": style}
+                )
     with (args.output / "labels.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "label", "source", "style"])
         writer.writeheader()

@@ -29,7 +29,14 @@ from mnist_lightning.mnist_files import load_mnist
 
 def start_server(ckpt_path: str, port: int) -> subprocess.Popen[bytes]:
     """`mnist-lightning serve` in the background, returned once /health answers."""
-    command = [shutil.which("mnist-lightning") or "mnist-lightning", "serve", "--ckpt_path", ckpt_path, "--port", str(port)]
+    command = [
+        shutil.which("mnist-lightning") or "mnist-lightning",
+        "serve",
+        "--ckpt_path",
+        ckpt_path,
+        "--port",
+        str(port),
+    ]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     for _ in range(240):
         try:
@@ -45,10 +52,14 @@ def start_server(ckpt_path: str, port: int) -> subprocess.Popen[bytes]:
 
 def upload(url: str, png: bytes) -> float:
     boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n\r\n'.encode()
-            + png + f"\r\n--{boundary}--\r\n".encode())  # fmt: skip
-    request = urllib.request.Request(f"{url}/predict", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n\r\n'.encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        f"{url}/predict", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     start = time.perf_counter()
     with urllib.request.urlopen(request, timeout=60) as response:
         response.read()
@@ -107,9 +118,11 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=60)
     cuts = statistics.quantiles(latencies, n=100)
-    print(f"| clients | requests | errors | requests/s | p50 latency | p99 latency |\n|---|---|---|---|---|---|\n"
-          f"| {args.clients} | {len(latencies)} | {len(errors)} | {len(latencies) / elapsed:.0f} "
-          f"| {cuts[49] * 1000:.1f} ms | {cuts[98] * 1000:.1f} ms |")  # fmt: skip
+    print(
+        f"| clients | requests | errors | requests/s | p50 latency | p99 latency |\n|---|---|---|---|---|---|\n"
+        f"| {args.clients} | {len(latencies)} | {len(errors)} | {len(latencies) / elapsed:.0f} "
+        f"| {cuts[49] * 1000:.1f} ms | {cuts[98] * 1000:.1f} ms |"
+    )
 
 
 if __name__ == "__main__":

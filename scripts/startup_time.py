@@ -42,7 +42,9 @@ def main() -> None:
             for command, argv in COMMANDS.items():
                 for name, checkout in checkouts.items():  # alternating: both meet the same load
                     times[(name, command)].append(seconds(argv, checkout, cwd))
-    print("| command | " + " | ".join(f"{name}, median s" for name in checkouts) + (" | ratio |" if args.before else " |"))
+    print(
+        "| command | " + " | ".join(f"{name}, median s" for name in checkouts) + (" | ratio |" if args.before else " |")
+    )
     print("|---" * (len(checkouts) + 1 + bool(args.before)) + "|")
     for command, argv in COMMANDS.items():
         medians = [statistics.median(times[(name, command)]) for name in checkouts]

@@ -66,8 +66,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     tensorboard = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))
-    server = subprocess.Popen([tensorboard, "--logdir", str(args.logdir), "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [tensorboard, "--logdir", str(args.logdir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(url, server)

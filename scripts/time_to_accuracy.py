@@ -3,9 +3,9 @@
     python scripts/time_to_accuracy.py --data_dir ../shared/mnist [--config configs/fast.yaml] [--seeds 1 2 3] [FIT OPTIONS]
 
 Each seed runs `mnist-lightning fit` as a user would (a fresh process, so start-up
-and imports count), then `mnist-lightning test` on its best checkpoint (by val_acc).
+and imports count), then `mnist-lightning test` on its best checkpoint (by validation accuracy).
 Where a run validates every epoch (configs/mnist.yaml), it also reports the median
-seconds per epoch (training + validation + checkpoints): the spacing of the val_acc
+seconds per epoch (training + validation + checkpoints): the spacing of the accuracy/val
 events. Any other options go to `fit` as they are (e.g. `--trainer.plugins
 mnist_lightning.precision.NativeBF16`). Runs go to a temporary directory (or --keep DIR). Run it on
 an otherwise idle machine.
@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mnist_lightning.report import run_scalars
 from mnist_lightning.logger import scalar_events
+from mnist_lightning.report import run_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "mnist_lightning"]
@@ -45,21 +45,28 @@ def mnist_lightning(workdir: Path, *args: str) -> Path:
 
 
 def seconds_per_epoch(run: Path) -> float | None:
-    """Median spacing of the run's val_acc events; None with fewer than two."""
-    walls = [e.wall_time for e in scalar_events(run)["val_acc"]]
+    """Median spacing of the run's accuracy/val events; None with fewer than two."""
+    walls = [e.wall_time for e in scalar_events(run)["accuracy/val"]]
     return statistics.median(b - a for a, b in itertools.pairwise(walls)) if len(walls) > 1 else None
 
 
 def run_seed(config: Path, data_dir: str, seed: int, workdir: Path, fit_options: list[str]) -> dict[str, float]:
     start = time.time()
-    run = mnist_lightning(workdir, "fit", "-c", str(config), "--data.data_dir", data_dir, "--seed_everything", str(seed),
-                          *fit_options)  # fmt: skip
+    run = mnist_lightning(
+        workdir, "fit", "-c", str(config), "--data.data_dir", data_dir, "--seed_everything", str(seed), *fit_options
+    )
     checkpoints = list((run / "checkpoints").glob("*.ckpt"))
     to_checkpoint = max(p.stat().st_mtime for p in checkpoints) - start
     best = next(p for p in checkpoints if p.name != "last.ckpt")
     test = run_scalars(mnist_lightning(workdir, "test", "--ckpt_path", str(best)))
-    return {"seed": seed, "seconds_to_checkpoint": round(to_checkpoint, 1), "seconds_per_epoch": seconds_per_epoch(run),
-            "best_checkpoint": best.name, "test_acc": test["test_acc"][-1], "test_loss": test["test_loss"][-1]}  # fmt: skip
+    return {
+        "seed": seed,
+        "seconds_to_checkpoint": round(to_checkpoint, 1),
+        "seconds_per_epoch": seconds_per_epoch(run),
+        "best_checkpoint": best.name,
+        "test_acc": test["accuracy/test"][-1],
+        "test_loss": test["loss/test"][-1],
+    }
 
 
 def main() -> None:
@@ -81,8 +88,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for r in results:
         per_epoch = f"{r['seconds_per_epoch']:.2f}" if r["seconds_per_epoch"] else "-"
-        print(f"| {r['seed']} | {r['seconds_to_checkpoint']:.1f} | {per_epoch} | {r['best_checkpoint']} "
-              f"| {r['test_acc'] * 100:.2f}% | {r['test_loss']:.4f} |")
+        print(
+            f"| {r['seed']} | {r['seconds_to_checkpoint']:.1f} | {per_epoch} | {r['best_checkpoint']} "
+            f"| {r['test_acc'] * 100:.2f}% | {r['test_loss']:.4f} |"
+        )
     if len(results) > 1:
         accuracies = [r["test_acc"] * 100 for r in results]
         print(f"| mean ± std | | | | {statistics.mean(accuracies):.2f}% ± {statistics.stdev(accuracies):.2f} | |")

@@ -49,10 +49,23 @@ def fitted_run(synthetic_mnist, tmp_path_factory):
     data_dir, _ = synthetic_mnist
     cwd = tmp_path_factory.mktemp("cwd")
     result = cli(
-        "fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--data.batch_size", "32",
-        "--model.lr", "0.003", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5",
-        "--trainer.enable_progress_bar", "false", cwd=cwd,
-    )  # fmt: skip
+        "fit",
+        "-c",
+        str(CONFIG),
+        "--data.data_dir",
+        str(data_dir),
+        "--data.batch_size",
+        "32",
+        "--model.lr",
+        "0.003",
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.log_every_n_steps",
+        "5",
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return cwd, only_run(cwd), result
 
@@ -71,8 +84,16 @@ def tiny_checkpoint(synthetic_mnist, tmp_path_factory) -> Path:
     from mnist_lightning import MNISTClassifier, MNISTDataModule
 
     root = tmp_path_factory.mktemp("tiny")
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=8, limit_val_batches=2, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=root)  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=8,
+        limit_val_batches=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        default_root_dir=root,
+    )
     trainer.fit(MNISTClassifier(lr=0.003), MNISTDataModule(str(synthetic_mnist[0]), batch_size=32))
     trainer.save_checkpoint(root / "tiny.ckpt")
     return root / "tiny.ckpt"

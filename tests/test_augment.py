@@ -81,8 +81,21 @@ def test_only_training_batches_are_distorted():
 
 
 def fit(data_dir, cwd, *extra):
-    args = ["fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--data.batch_size", "16",
-            "--seed_everything", "7", "--data.augment", json.dumps(AUGMENT), *QUIET, *extra]  # fmt: skip
+    args = [
+        "fit",
+        "-c",
+        str(CONFIG),
+        "--data.data_dir",
+        str(data_dir),
+        "--data.batch_size",
+        "16",
+        "--seed_everything",
+        "7",
+        "--data.augment",
+        json.dumps(AUGMENT),
+        *QUIET,
+        *extra,
+    ]
     cwd.mkdir(exist_ok=True)
     result = cli(*args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -94,8 +107,14 @@ def test_augmented_training_resumes_exactly(synthetic_mnist, tmp_path):
     straight = fit(synthetic_mnist[0], tmp_path / "straight", "--trainer.max_epochs", "2")
     halfway = fit(synthetic_mnist[0], tmp_path / "resumed", "--trainer.max_epochs", "1")
     one_epoch = final_state(halfway)[0]
-    resumed = fit(synthetic_mnist[0], tmp_path / "resumed", "--trainer.max_epochs", "2",
-                  "--ckpt_path", str(halfway / "checkpoints" / "last.ckpt"))  # fmt: skip
+    resumed = fit(
+        synthetic_mnist[0],
+        tmp_path / "resumed",
+        "--trainer.max_epochs",
+        "2",
+        "--ckpt_path",
+        str(halfway / "checkpoints" / "last.ckpt"),
+    )
     assert resumed == halfway
     assert_same_run(straight, resumed)
     # The distortions were on: the run's config hands them to the data module, which distorts

@@ -32,9 +32,17 @@ def test_the_saved_random_state_is_restored_when_the_next_epoch_starts():
 
 def fit_briefly(data_dir, root, model: MNISTClassifier, epochs: int, ckpt_path=None) -> L.Trainer:
     """A few batches an epoch, in this process; the last state saved as root/last.ckpt."""
-    trainer = L.Trainer(max_epochs=epochs, limit_train_batches=4, limit_val_batches=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=root, callbacks=[NewSettingsOnResume()])  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        limit_train_batches=4,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        callbacks=[NewSettingsOnResume()],
+    )
     trainer.fit(model, MNISTDataModule(data_dir=str(data_dir), batch_size=32), ckpt_path=ckpt_path)
     trainer.save_checkpoint(root / "last.ckpt")
     return trainer
@@ -59,8 +67,13 @@ def test_resuming_without_changes_says_nothing(synthetic_mnist, tmp_path, caplog
 
 def test_a_1cycle_schedule_resumed_for_longer_is_rebuilt_as_if_it_had_always_been_that_long(synthetic_mnist, tmp_path):
     fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.01, one_cycle=True), epochs=1)
-    trainer = fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.01, one_cycle=True), epochs=3,
-                          ckpt_path=tmp_path / "last.ckpt")  # fmt: skip
+    trainer = fit_briefly(
+        synthetic_mnist[0],
+        tmp_path,
+        MNISTClassifier(lr=0.01, one_cycle=True),
+        epochs=3,
+        ckpt_path=tmp_path / "last.ckpt",
+    )
     # The same schedule computed independently: 12 steps in all, stepped 12 times.
     reference = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(reference, max_lr=0.01, total_steps=12)
@@ -77,15 +90,25 @@ def test_a_1cycle_schedule_resumed_for_longer_is_rebuilt_as_if_it_had_always_bee
 
 def test_a_1cycle_run_resumed_without_it_goes_on_at_the_constant_rate_given(synthetic_mnist, tmp_path):
     fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.01, one_cycle=True), epochs=1)
-    trainer = fit_briefly(synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.002), epochs=2, ckpt_path=tmp_path / "last.ckpt")
+    trainer = fit_briefly(
+        synthetic_mnist[0], tmp_path, MNISTClassifier(lr=0.002), epochs=2, ckpt_path=tmp_path / "last.ckpt"
+    )
     assert trainer.optimizers[0].param_groups[0]["lr"] == 0.002 and not trainer.lr_scheduler_configs
 
 
 def test_a_nan_loss_stops_training_before_the_epoch_is_saved(synthetic_mnist, tmp_path):
     from helpers.poison import PoisonWeights
 
-    trainer = L.Trainer(max_epochs=3, limit_train_batches=6, limit_val_batches=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[PoisonWeights(epoch=1, batch=2), StopOnNonFiniteLoss()], default_root_dir=tmp_path)  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=3,
+        limit_train_batches=6,
+        limit_val_batches=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[PoisonWeights(epoch=1, batch=2), StopOnNonFiniteLoss()],
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(UserError, match="became NaN or infinite in epoch 1"):
         trainer.fit(MNISTClassifier(), MNISTDataModule(data_dir=str(synthetic_mnist[0]), batch_size=32))
     # Lightning's checkpoint of epoch 0 is the last one: epoch 1's broken weights were never saved.

@@ -23,19 +23,33 @@ def test_a_checkpoint_of_this_network_passes():
     check_checkpoint(Path("x.ckpt"), lightning_checkpoint())
 
 
-@pytest.mark.parametrize(("edit", "fragment"), [
-    (lambda c: c.pop("state_dict"), "not a Lightning checkpoint"),
-    (lambda c: c.update({"pytorch-lightning_version": "1.9.5"}), "written by Lightning 1.9.5"),
-    (lambda c: c.update({"pytorch-lightning_version": "banana"}), "written by Lightning banana"),
-    (lambda c: c.pop("pytorch-lightning_version"), "something other than Lightning's Trainer"),
-    (lambda c: c.update({"hyper_parameters": [1, 2]}), "not a mapping"),
-    (lambda c: c["state_dict"].pop("net.0.bias"), "net.0.bias"),
-    (lambda c: c["state_dict"].update({"net.extra": torch.zeros(1)}), "net.extra"),
-    (lambda c: c["state_dict"].update({"net.7.weight": torch.zeros(64, 1600)}), "different network"),
-    (lambda c: c["state_dict"]["net.10.weight"].view(-1).__setitem__(3, float("nan")), "not finite"),
-    (lambda c: c["state_dict"].update({"net.10.bias": torch.zeros(10, dtype=torch.int64)}), "net.10.bias"),
-], ids=["no weights", "Lightning 1", "no version number", "no version", "odd settings", "a missing tensor",
-        "an extra tensor", "another shape", "NaN", "integers"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda c: c.pop("state_dict"), "not a Lightning checkpoint"),
+        (lambda c: c.update({"pytorch-lightning_version": "1.9.5"}), "written by Lightning 1.9.5"),
+        (lambda c: c.update({"pytorch-lightning_version": "banana"}), "written by Lightning banana"),
+        (lambda c: c.pop("pytorch-lightning_version"), "something other than Lightning's Trainer"),
+        (lambda c: c.update({"hyper_parameters": [1, 2]}), "not a mapping"),
+        (lambda c: c["state_dict"].pop("net.0.bias"), "net.0.bias"),
+        (lambda c: c["state_dict"].update({"net.extra": torch.zeros(1)}), "net.extra"),
+        (lambda c: c["state_dict"].update({"net.7.weight": torch.zeros(64, 1600)}), "different network"),
+        (lambda c: c["state_dict"]["net.10.weight"].view(-1).__setitem__(3, float("nan")), "not finite"),
+        (lambda c: c["state_dict"].update({"net.10.bias": torch.zeros(10, dtype=torch.int64)}), "net.10.bias"),
+    ],
+    ids=[
+        "no weights",
+        "Lightning 1",
+        "no version number",
+        "no version",
+        "odd settings",
+        "a missing tensor",
+        "an extra tensor",
+        "another shape",
+        "NaN",
+        "integers",
+    ],
+)
 def test_a_checkpoint_that_is_not_ours_is_named_with_the_reason(edit, fragment):
     checkpoint = lightning_checkpoint()
     edit(checkpoint)

@@ -16,16 +16,17 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lightning import cli as cli_module
-from mnist_lightning.summaries import LayerSummary
 from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.cli import MNISTCLI
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
+from mnist_lightning.logger import scalar_events
 from mnist_lightning.module import MNISTClassifier
+from mnist_lightning.parser import invoked_subcommand
 from mnist_lightning.predict import CSVPredictionWriter
 from mnist_lightning.quiet import QuietLightning
 from mnist_lightning.report import run_scalars as scalars
-from mnist_lightning.logger import scalar_events
+from mnist_lightning.summaries import LayerSummary
 
 
 @pytest.mark.slow
@@ -48,8 +49,15 @@ def test_the_summary_warns_of_mixed_precision_only_in_lightning(summary, synthet
     """Lightning's summary calls its size estimate inaccurate under bf16-mixed, whose weights
     are float32 all the same; LayerSummary keeps quiet (and stops here once Lightning does)."""
     data_dir, _ = synthetic_mnist
-    trainer = L.Trainer(precision="bf16-mixed", max_steps=1, limit_val_batches=0, callbacks=[summary()],
-                        logger=False, enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
+    trainer = L.Trainer(
+        precision="bf16-mixed",
+        max_steps=1,
+        limit_val_batches=0,
+        callbacks=[summary()],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
     trainer.fit(MNISTClassifier(), MNISTDataModule(data_dir=str(data_dir), batch_size=32))
     warned = any("not supported by the model summary" in str(w.message) for w in recwarn)
     assert warned == (summary is ModelSummary)
@@ -64,21 +72,21 @@ def test_fit_writes_one_run_directory(fitted_run):
     assert "last.ckpt" in checkpoints
     # last.ckpt is the latest epoch even when val_acc stopped improving (it is 1.0 here early on)
     assert load_checkpoint(run / "checkpoints" / "last.ckpt")["epoch"] == 2
-    assert any(name.startswith("epoch") and "val_acc" in name for name in checkpoints)
+    assert any(name.startswith("epoch") and "accuracy/val" in name for name in checkpoints)
 
 
 @pytest.mark.slow
 def test_event_files_hold_train_and_val_curves(fitted_run):
     _, run, _ = fitted_run
     values, events = scalars(run), scalar_events(run)
-    for tag in ("train_loss", "train_acc", "val_loss", "val_acc"):
+    for tag in ("loss/train", "accuracy/train", "loss/val", "accuracy/val"):
         assert [e.step for e in events[tag]] == [0, 1, 2], tag  # one point per epoch, plotted by epoch
     assert "epoch" not in values  # Lightning's own epoch series says nothing the x-axis does not
     # the step loss exactly on the steps the logger writes: every 5th (log_every_n_steps)
     steps_per_epoch = math.ceil(N_TRAIN * 0.9 / 32)
-    assert [e.step for e in events["train_loss_step"]] == list(range(4, 3 * steps_per_epoch, 5))
-    assert values["train_loss"][-1] < values["train_loss"][0]
-    assert values["val_acc"][-1] > 0.9  # the synthetic digits are easy
+    assert [e.step for e in events["loss/train_step"]] == list(range(4, 3 * steps_per_epoch, 5))
+    assert values["loss/train"][-1] < values["loss/train"][0]
+    assert values["accuracy/val"][-1] > 0.9  # the synthetic digits are easy
 
 
 @pytest.mark.slow
@@ -94,8 +102,8 @@ def test_test_rebuilds_everything_from_the_checkpoint(fitted_run):
     assert "No seed found" not in result.stderr  # nor that no seed was given: evaluating draws no random numbers
     test_run = only_run(cwd)  # the results join the checkpoint's own run
     values = scalars(test_run)
-    assert values["test_acc"][0] > 0.9
-    assert 0 < values["test_loss"][0] < 1
+    assert values["accuracy/test"][0] > 0.9
+    assert 0 < values["loss/test"][0] < 1
     # The end of `test` puts the confusion matrix into TensorBoard's images and the
     # test metrics beside the hyperparameters (the HPARAMS tab).
     events = EventAccumulator(str(test_run))
@@ -131,22 +139,35 @@ def test_evaluating_without_a_checkpoint_names_the_best_of_the_newest_run(fitted
 def test_a_chosen_profiler_reports(synthetic_mnist, tmp_path):
     data_dir, _ = synthetic_mnist
     result = cli(
-        "fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--trainer.max_epochs", "1",
-        "--trainer.profiler", "simple", "--trainer.enable_progress_bar", "false", cwd=tmp_path,
-    )  # fmt: skip
+        "fit",
+        "-c",
+        str(CONFIG),
+        "--data.data_dir",
+        str(data_dir),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.profiler",
+        "simple",
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Profiler Report" in result.stdout + result.stderr
     assert "run_training_batch" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("subcommand", "kept"), [
-    (None, {ModelCheckpoint}),  # run=False, as scripts/ use it: set up to fit
-    ("fit", {ModelCheckpoint}),
-    # Evaluations keep the checkpoint callbacks: Lightning restores their state from the
-    # checkpoint, and warns for each one that is missing.
-    ("test", {ModelCheckpoint}),
-    ("predict", {ModelCheckpoint, CSVPredictionWriter}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("subcommand", "kept"),
+    [
+        (None, {ModelCheckpoint}),  # run=False, as scripts/ use it: set up to fit
+        ("fit", {ModelCheckpoint}),
+        # Evaluations keep the checkpoint callbacks: Lightning restores their state from the
+        # checkpoint, and warns for each one that is missing.
+        ("test", {ModelCheckpoint}),
+        ("predict", {ModelCheckpoint, CSVPredictionWriter}),
+    ],
+)
 def test_each_subcommand_keeps_only_the_callbacks_it_uses(subcommand, kept, tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     if subcommand is None:
@@ -155,7 +176,11 @@ def test_each_subcommand_keeps_only_the_callbacks_it_uses(subcommand, kept, tiny
         monkeypatch.setattr(MNISTCLI, "_run_subcommand", lambda self, subcommand: None)  # set up, do not run
         checkpoint = [] if subcommand == "fit" else ["--ckpt_path", str(tiny_checkpoint)]
         cli = MNISTCLI(args=[subcommand, "-c", str(CONFIG), *checkpoint])
-    present = {kind for kind in (ModelCheckpoint, CSVPredictionWriter) if any(isinstance(c, kind) for c in cli.trainer.callbacks)}
+    present = {
+        kind
+        for kind in (ModelCheckpoint, CSVPredictionWriter)
+        if any(isinstance(c, kind) for c in cli.trainer.callbacks)
+    }
     assert present == kept
 
 
@@ -175,8 +200,9 @@ def test_every_shipped_config_maps_onto_the_classes(config, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("command", ["validate", "test", "predict", "report", "export", "serve"])
-def test_an_evaluation_may_not_change_the_scaling_the_weights_were_trained_with(command, tiny_checkpoint, tmp_path,
-                                                                                   monkeypatch, capsys):  # fmt: skip
+def test_an_evaluation_may_not_change_the_scaling_the_weights_were_trained_with(
+    command, tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         cli_module.main([command, "--ckpt_path", str(tiny_checkpoint), "--data.standardize", "true"])
@@ -188,14 +214,19 @@ def test_an_evaluation_may_not_change_the_scaling_the_weights_were_trained_with(
 def test_settings_that_do_not_change_the_result_stay_free(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(MNISTCLI, "_run_subcommand", lambda self, subcommand: None)  # set up, do not run
-    cli = MNISTCLI(args=["test", "--ckpt_path", str(tiny_checkpoint), "--data.eval_batch_size", "7", "--data.num_workers", "1"])
+    cli = MNISTCLI(
+        args=["test", "--ckpt_path", str(tiny_checkpoint), "--data.eval_batch_size", "7", "--data.num_workers", "1"]
+    )
     assert (cli.datamodule.eval_batch_size, cli.datamodule.num_workers) == (7, 1)
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--format", "pt2", "--output", "x.onnx"], "--output x.onnx ends in .onnx, but --format is pt2"),
-    (["--format", "onnx", "--output", "x.pt2"], "--output x.pt2 ends in .pt2, but --format is onnx"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--format", "pt2", "--output", "x.onnx"], "--output x.onnx ends in .onnx, but --format is pt2"),
+        (["--format", "onnx", "--output", "x.pt2"], "--output x.pt2 ends in .pt2, but --format is onnx"),
+    ],
+)
 def test_export_refuses_a_file_name_of_the_other_format(args, fragment, tiny_checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
@@ -211,7 +242,9 @@ def test_a_config_given_with_an_equals_sign_is_named_when_broken(tmp_path, monke
     assert "config file bad.yaml is not valid YAML at line 3" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("value", "debugging"), [("0", False), ("", False), ("false", False), ("1", True), ("yes", True)])
+@pytest.mark.parametrize(
+    ("value", "debugging"), [("0", False), ("", False), ("false", False), ("1", True), ("yes", True)]
+)
 def test_debugging_is_on_only_when_asked_for(value, debugging, tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_LIGHTNING_DEBUG", value)
     monkeypatch.chdir(tmp_path)
@@ -228,12 +261,15 @@ def test_a_dangling_last_checkpoint_and_a_folder_named_ckpt_are_not_offered(tmp_
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
         cli_module.main(["test"])
-    assert capsys.readouterr().err.endswith("(the best of the newest run is runs/mnist/r/checkpoints/epoch01-val_acc0.9000.ckpt)\n")
+    assert capsys.readouterr().err.endswith(
+        "(the best of the newest run is runs/mnist/r/checkpoints/epoch01-val_acc0.9000.ckpt)\n"
+    )
 
 
 @pytest.mark.parametrize("kind", ["config", "mnist"])
-def test_an_output_over_a_config_or_mnist_file_is_refused(kind, tiny_checkpoint, synthetic_mnist, tmp_path, monkeypatch,
-                                                          capsys):  # fmt: skip
+def test_an_output_over_a_config_or_mnist_file_is_refused(
+    kind, tiny_checkpoint, synthetic_mnist, tmp_path, monkeypatch, capsys
+):
     data = tmp_path / "data"
     shutil.copytree(synthetic_mnist[0], data)
     config = tmp_path / "predict.yaml"
@@ -242,8 +278,17 @@ def test_an_output_over_a_config_or_mnist_file_is_refused(kind, tiny_checkpoint,
     before = target.read_bytes()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
-        cli_module.main(["predict", "-c", str(config), "--ckpt_path", str(tiny_checkpoint), "--prediction_writer.output",
-                         str(target)])  # fmt: skip
+        cli_module.main(
+            [
+                "predict",
+                "-c",
+                str(config),
+                "--ckpt_path",
+                str(tiny_checkpoint),
+                "--prediction_writer.output",
+                str(target),
+            ]
+        )
     assert "an input of this command" in capsys.readouterr().err and target.read_bytes() == before
 
 
@@ -260,13 +305,20 @@ def test_python_dash_m_runs_the_command(monkeypatch, capsys):
 
 @pytest.mark.parametrize(
     ("argv", "expected"),
-    [(["fit", "-c", "x.yaml"], "fit"), (["-c", "test", "report"], "report"), (["--config", "a.yaml", "predict"], "predict"),
-     (["--help"], None), (["fitt"], None), (["fit", "--data.predict_path", "test"], "fit"), ([], None)],
-)  # fmt: skip
+    [
+        (["fit", "-c", "x.yaml"], "fit"),
+        (["-c", "test", "report"], "report"),
+        (["--config", "a.yaml", "predict"], "predict"),
+        (["--help"], None),
+        (["fitt"], None),
+        (["fit", "--data.predict_path", "test"], "fit"),
+        ([], None),
+    ],
+)
 def test_only_the_typed_subcommand_gets_a_parser(argv, expected):
     every = MNISTCLI.__new__(MNISTCLI)
     every.argv = argv
-    assert cli_module.invoked_subcommand(argv, {name: set() for name in SUBCOMMANDS}) == expected
+    assert invoked_subcommand(argv, {name: set() for name in SUBCOMMANDS}) == expected
     assert list(every.subcommands()) == ([expected] if expected else SUBCOMMANDS)
 
 

@@ -114,9 +114,7 @@ def test_normalization_happens_after_transfer(synthetic_mnist, standardize):
     torch.testing.assert_close(images, expected)
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"batch_size": 0}, {"val_split": 0.0}, {"val_split": 1.0}, {"eval_batch_size": -1}]
-)
+@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"val_split": 0.0}, {"val_split": 1.0}, {"eval_batch_size": -1}])
 def test_impossible_settings_are_refused(kwargs):
     with pytest.raises(UserError):
         MNISTDataModule(**kwargs)
@@ -197,8 +195,10 @@ def test_evaluation_rows_of_every_rank_return_to_the_dataset_order(world_size, m
     """Each rank computes rows for the share Lightning's UnrepeatedDistributedSampler gives it;
     gathered, they must stand in the dataset's order (7 items: the shares differ in length)."""
     dataset = list(range(7))
-    shares = [torch.tensor(list(UnrepeatedDistributedSampler(dataset, world_size, rank, shuffle=False)))
-              for rank in range(world_size)]  # fmt: skip
+    shares = [
+        torch.tensor(list(UnrepeatedDistributedSampler(dataset, world_size, rank, shuffle=False)))
+        for rank in range(world_size)
+    ]
 
     def all_gather_object(parts, local):
         parts[:] = [share * 10 for share in shares]  # each rank's rows: 10 x its items
@@ -240,9 +240,23 @@ def test_a_predict_path_that_is_neither_file_nor_folder_is_named(kind, tmp_path)
 
 # Formats Pillow writes, each saved from one digit and then damaged: whatever a decoder raises,
 # the picture is skipped with a warning naming it, and the others are read.
-FORMATS = {"png": "PNG", "jpg": "JPEG", "gif": "GIF", "bmp": "BMP", "tif": "TIFF", "webp": "WEBP", "ico": "ICO",
-           "pcx": "PCX", "tga": "TGA", "ppm": "PPM", "sgi": "SGI", "dds": "DDS", "j2k": "JPEG2000",
-           "psd_like.spi": "SPIDER", "qoi": "QOI"}  # fmt: skip
+FORMATS = {
+    "png": "PNG",
+    "jpg": "JPEG",
+    "gif": "GIF",
+    "bmp": "BMP",
+    "tif": "TIFF",
+    "webp": "WEBP",
+    "ico": "ICO",
+    "pcx": "PCX",
+    "tga": "TGA",
+    "ppm": "PPM",
+    "sgi": "SGI",
+    "dds": "DDS",
+    "j2k": "JPEG2000",
+    "psd_like.spi": "SPIDER",
+    "qoi": "QOI",
+}
 
 
 def _damaged_copies(folder: Path, seed: int) -> int:
@@ -283,7 +297,10 @@ def test_pictures_that_break_any_decoder_are_skipped_and_named(tmp_path, capsys)
 
 
 def test_the_first_frame_of_an_animation_is_read_and_said(tmp_path, capsys):
-    frames = [Image.fromarray(np.kron(np.eye(7, dtype=np.uint8) * (255 - 40 * i), np.ones((4, 4), np.uint8))) for i in range(3)]
+    frames = [
+        Image.fromarray(np.kron(np.eye(7, dtype=np.uint8) * (255 - 40 * i), np.ones((4, 4), np.uint8)))
+        for i in range(3)
+    ]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     _, kept = read_digits(str(tmp_path))
     assert kept == [tmp_path / "a.gif"]

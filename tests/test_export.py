@@ -84,7 +84,9 @@ def test_export_refuses_an_unknown_format_in_one_line(best_checkpoint, tmp_path)
 def test_export_in_process_writes_a_model_that_gives_pytorchs_answers(fmt, tiny_checkpoint, pixels, tmp_path):
     model = MNISTClassifier()
     model.load_state_dict(load_checkpoint(tiny_checkpoint)["state_dict"])
-    path = export(Probabilities(model.net, 1 / 255, 0.0), tmp_path / f"m.{fmt}", fmt, metadata(str(tiny_checkpoint), 1 / 255, 0.0))
+    path = export(
+        Probabilities(model.net, 1 / 255, 0.0), tmp_path / f"m.{fmt}", fmt, metadata(str(tiny_checkpoint), 1 / 255, 0.0)
+    )
     if fmt == "onnx":
         got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"pixels": pixels})[0]
     else:

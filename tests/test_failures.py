@@ -14,14 +14,20 @@ from mnist_lightning import failures
 from mnist_lightning.errors import UserError
 
 
-@pytest.mark.parametrize(("error", "fragment"), [
-    (UserError("checkpoint x.ckpt does not exist"), "checkpoint x.ckpt does not exist"),
-    (MisconfigurationException("bad\n  accelerator"), "bad accelerator (a --trainer.* setting"),
-    (MemoryError(), "out of memory; use smaller batches"),
-    (RuntimeError("DefaultCPUAllocator: can't allocate memory"), "out of memory"),
-    (OSError(errno.ENOSPC, "No space left on device", "runs/x.ckpt"), "cannot write runs/x.ckpt: No space left on device"),
-    (OSError(errno.EROFS, "Read-only file system", "runs"), "cannot write runs: Read-only file system"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("error", "fragment"),
+    [
+        (UserError("checkpoint x.ckpt does not exist"), "checkpoint x.ckpt does not exist"),
+        (MisconfigurationException("bad\n  accelerator"), "bad accelerator (a --trainer.* setting"),
+        (MemoryError(), "out of memory; use smaller batches"),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory"), "out of memory"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "runs/x.ckpt"),
+            "cannot write runs/x.ckpt: No space left on device",
+        ),
+        (OSError(errno.EROFS, "Read-only file system", "runs"), "cannot write runs: Read-only file system"),
+    ],
+)
 def test_what_a_user_can_fix_is_one_line(error, fragment):
     message = failures.explain(error)
     assert fragment in message and "\n" not in message
@@ -46,7 +52,9 @@ def test_a_stopped_fit_names_its_last_checkpoint_and_the_resume_command(tmp_path
     message = command.stopped_message(signal.SIGHUP)
     assert message.startswith("stopped by SIGHUP") and "holds the 3 finished epoch(s)" in message
     # quoted for a shell: the path has a space
-    assert message.endswith(f"Resume: mnist-lightning fit -c '{run / 'config.yaml'}' --ckpt_path '{run / 'checkpoints' / 'last.ckpt'}'")
+    assert message.endswith(
+        f"Resume: mnist-lightning fit -c '{run / 'config.yaml'}' --ckpt_path '{run / 'checkpoints' / 'last.ckpt'}'"
+    )
 
 
 def test_a_failure_ends_with_one_line_and_exit_status_1(capsys):

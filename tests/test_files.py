@@ -78,8 +78,12 @@ def test_an_output_that_is_an_input_however_spelt_is_refused(spelling, tmp_path,
     (tmp_path / "b" / "soft").symlink_to(ckpt)
     os.link(ckpt, tmp_path / "b" / "hard")
     monkeypatch.chdir(tmp_path / "b")
-    output = {"relative": "../a/model.ckpt", "..": str(tmp_path / "b" / ".." / "a" / "model.ckpt"),
-              "symlink": "soft", "hard link": "hard"}[spelling]  # fmt: skip
+    output = {
+        "relative": "../a/model.ckpt",
+        "..": str(tmp_path / "b" / ".." / "a" / "model.ckpt"),
+        "symlink": "soft",
+        "hard link": "hard",
+    }[spelling]
     with pytest.raises(UserError, match="--output .* an input of this command"):
         refuse_overwriting_inputs({"--output": output}, [str(ckpt)])
     refuse_overwriting_inputs({"--output": "new.onnx"}, [str(ckpt)])  # a new file is fine

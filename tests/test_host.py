@@ -26,8 +26,10 @@ del buffer
 print(mmapped, libc.mallinfo2().fordblks)
 """
 
-glibc = pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"),
-                           reason="mallopt tuning is glibc-only (mallinfo2: glibc >= 2.33)")  # fmt: skip
+glibc = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL(None), "mallinfo2"),
+    reason="mallopt tuning is glibc-only (mallinfo2: glibc >= 2.33)",
+)
 
 
 def run(script: str, mode: str) -> list[float]:

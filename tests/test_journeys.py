@@ -53,7 +53,9 @@ def test_each_command_succeeds_without_a_warning(journey, command):
     _, _, results = journey
     result = results[command]
     assert result.returncode == 0, result.stderr[-3000:]
-    warnings = [line for line in (result.stdout + result.stderr).splitlines() if re.search(r"warn", line, re.IGNORECASE)]
+    warnings = [
+        line for line in (result.stdout + result.stderr).splitlines() if re.search(r"warn", line, re.IGNORECASE)
+    ]
     assert warnings == []
 
 
@@ -70,8 +72,8 @@ def test_fit_ends_with_the_run_its_best_checkpoint_and_the_next_commands(journey
     cwd, run, results = journey
     lines = results[command].stdout.splitlines()
     assert f"Run: runs/mnist/{run.name}" in lines
-    (best,) = [line for line in lines if line.startswith("Best checkpoint (val_acc ")]
-    score, path = re.fullmatch(r"Best checkpoint \(val_acc ([01]\.\d{4})\): (\S+)", best).groups()
+    (best,) = [line for line in lines if line.startswith("Best checkpoint (accuracy/val ")]
+    score, path = re.fullmatch(r"Best checkpoint \(accuracy/val ([01]\.\d{4})\): (\S+)", best).groups()
     assert (cwd / path).is_file() and (cwd / path).parent == run / "checkpoints" and score in path
     for line in ("mnist-lightning test --ckpt_path", "mnist-lightning report --ckpt_path", "tensorboard --logdir runs"):
         assert any(line in text for text in lines[lines.index("Next:") :]), line
@@ -91,7 +93,11 @@ def test_fit_lists_the_network_layers_once_and_no_run_name_fragment(journey):
     output = results["fit"].stdout + results["fit"].stderr
     layers = re.findall(r"^net\.(\d+) \((\w+)\)", output, re.MULTILINE)
     assert [int(i) for i, _ in layers] == list(range(11)) and layers[0][1] == "Conv2d"
-    assert output.count("Total params: 225,034") == 1 and "epoch_metrics" not in output and "Trainable params" not in output
+    assert (
+        output.count("Total params: 225,034") == 1
+        and "epoch_metrics" not in output
+        and "Trainable params" not in output
+    )
     assert "v_num" not in output and run.name[-4:] not in results["fit"].stderr  # the progress bar's
 
 
@@ -118,15 +124,15 @@ def test_fit_logs_the_settings_and_results_for_hparams(journey):
     assert start.hparams["data.batch_size"].number_value == 32
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     metrics = {info.name.tag for info in experiment.metric_infos}
-    assert {"accuracy/val", "loss/val", "test/accuracy"} <= metrics and "accuracy/val" in events.Tags()["scalars"]
+    assert {"accuracy/val", "loss/val", "accuracy/test"} <= metrics and "accuracy/val" in events.Tags()["scalars"]
 
 
 def test_test_and_report_of_one_checkpoint_log_its_results_once(journey):
     _, run, results = journey
     events = _events(run)
     epoch = int(re.search(r"epoch(\d+)", next((run / "checkpoints").glob("epoch*.ckpt")).name).group(1))
-    assert [e.step for e in events.Scalars("test/accuracy")] == [epoch]
-    assert [e.step for e in events.Scalars("test/loss")] == [epoch]
+    assert [e.step for e in events.Scalars("accuracy/test")] == [epoch]
+    assert [e.step for e in events.Scalars("loss/test")] == [epoch]
     assert "not logged again" in results["report"].stdout + results["report"].stderr
     assert len(list(run.glob("events.out.tfevents.*"))) == 4  # fit, resume, validate, test: report adds none
 
@@ -143,8 +149,21 @@ def tensorboard(journey):
     cwd, _, _ = journey
     port = free_port()
     tensorboard = Path(sys.executable).with_name("tensorboard")
-    server = subprocess.Popen([str(tensorboard), "--logdir", str(cwd / "runs"), "--host", "127.0.0.1", "--port", str(port),
-                               "--reload_interval", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        [
+            str(tensorboard),
+            "--logdir",
+            str(cwd / "runs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--reload_interval",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -227,17 +246,21 @@ def test_python_users_get_the_classes_and_importing_them_changes_nothing(synthet
     data_dir, _ = synthetic_mnist
     script = f"""
 import logging, warnings
-filters = (list(warnings.filters), [list(logging.getLogger(n).filters) for n in logging.root.manager.loggerDict])
-import lightning as L
-import mnist_lightning
+import lightning as L, torchmetrics, torchvision, jsonargparse  # what they install on import is theirs
+def filters():
+    return list(warnings.filters), [(n, list(logging.getLogger(n).filters)) for n in logging.root.manager.loggerDict]
+before = filters()
+import mnist_lightning.training
 from mnist_lightning import MNISTClassifier, MNISTDataModule, MNISTNet
-assert (list(warnings.filters), [list(logging.getLogger(n).filters) for n in logging.root.manager.loggerDict]) == filters
+assert filters() == before
 assert sum(p.numel() for p in MNISTNet().parameters()) == 225_034
 trainer = L.Trainer(max_epochs=2, enable_progress_bar=False)
 trainer.fit(MNISTClassifier(lr=0.003), MNISTDataModule({str(data_dir)!r}, batch_size=32))
-print("val_acc", float(trainer.callback_metrics["val_acc"]))
+print("val_acc", float(trainer.callback_metrics["accuracy/val"]))
 """
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=False, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, check=False, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.split("val_acc")[1]) > 0.5  # it learnt: chance is 0.1
 

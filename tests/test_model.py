@@ -25,8 +25,19 @@ def test_layer_output_shapes_follow_the_notebook():
     for layer in net:
         layer.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape[1:])))
     net(torch.rand(2, 1, 28, 28))
-    assert shapes == [(32, 24, 24), (32, 12, 12), (32, 12, 12), (64, 10, 10), (64, 5, 5), (64, 5, 5), (1600,), (128,),
-                      (128,), (128,), (10,)]  # fmt: skip
+    assert shapes == [
+        (32, 24, 24),
+        (32, 12, 12),
+        (32, 12, 12),
+        (64, 10, 10),
+        (64, 5, 5),
+        (64, 5, 5),
+        (1600,),
+        (128,),
+        (128,),
+        (128,),
+        (10,),
+    ]
 
 
 def test_pooling_before_relu_is_the_notebooks_function_and_gradient():

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from mnist_lightning.data import MNISTDataModule
-from mnist_lightning.errors import UserError
 from mnist_lightning.module import MNISTClassifier
 
 
@@ -21,9 +20,15 @@ def test_epoch_metrics_are_per_image_means(synthetic_mnist, stage):
     # A learning rate of 1e-9 leaves the weights as they were to ~1e-7, and without
     # dropout the training pass computes what an evaluation pass computes.
     model = MNISTClassifier(lr=1e-9, dropout=0.0)
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=1,
-                        limit_val_batches=0 if stage == "train" else None)  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=1,
+        limit_val_batches=0 if stage == "train" else None,
+    )
     if stage in ("train", "val after fit"):
         trainer.fit(model, data)
         stage = stage.split()[0]
@@ -35,16 +40,22 @@ def test_epoch_metrics_are_per_image_means(synthetic_mnist, stage):
         logits = model(dataset.images.float() / 255)
     expected_loss = F.cross_entropy(logits, dataset.labels).item()
     expected_acc = (logits.argmax(1) == dataset.labels).float().mean().item()
-    assert trainer.callback_metrics[f"{stage}_loss"].item() == pytest.approx(expected_loss, rel=1e-4)
-    assert trainer.callback_metrics[f"{stage}_acc"].item() == pytest.approx(expected_acc, abs=1e-6)
+    assert trainer.callback_metrics[f"loss/{stage}"].item() == pytest.approx(expected_loss, rel=1e-4)
+    assert trainer.callback_metrics[f"accuracy/{stage}"].item() == pytest.approx(expected_acc, abs=1e-6)
     assert not model.epoch_metrics[f"{stage}_acc"].update_called  # reset for the next epoch
-
-
 
 
 def test_a_fit_that_logs_no_steps_trains(synthetic_mnist):
     """--trainer.log_every_n_steps 0 (Lightning's "never") trains and logs the epoch's metrics."""
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=1, log_every_n_steps=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=1,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        log_every_n_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(MNISTClassifier(), MNISTDataModule(str(synthetic_mnist[0]), batch_size=32))
-    assert "train_loss" in trainer.callback_metrics and "train_loss_step" not in trainer.callback_metrics
+    assert "loss/train" in trainer.callback_metrics and "loss/train_step" not in trainer.callback_metrics

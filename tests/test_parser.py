@@ -61,15 +61,24 @@ def test_help_takes_only_all(capsys):
 
 def test_help_all_shows_each_settings_range(capsys):
     text = " ".join("\n".join(help_of("fit", "--help", "all", capsys=capsys)).split())
-    for option, kind in (("--model.lr", "PositiveFloat"), ("--model.dropout", "DropoutRate"),
-                         ("--data.batch_size", "PositiveInt"), ("--data.val_split", "OpenUnitInterval")):  # fmt: skip
+    for option, kind in (
+        ("--model.lr", "PositiveFloat"),
+        ("--model.dropout", "DropoutRate"),
+        ("--data.batch_size", "PositiveInt"),
+        ("--data.val_split", "OpenUnitInterval"),
+    ):
         assert re.search(rf"{re.escape(option)} .*?\(type: {kind}", text), option
 
 
-@pytest.mark.parametrize(("option", "value", "limits"), [
-    ("--data.batch_size", "0", "batch_size>0"), ("--model.dropout", "1", "dropout>=0 and dropout<1"),
-    ("--data.val_split", "0", "val_split>0 and val_split<1"), ("--model.eps=-1e-7", "", "eps>0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("option", "value", "limits"),
+    [
+        ("--data.batch_size", "0", "batch_size>0"),
+        ("--model.dropout", "1", "dropout>=0 and dropout<1"),
+        ("--data.val_split", "0", "val_split>0 and val_split<1"),
+        ("--model.eps=-1e-7", "", "eps>0"),
+    ],
+)
 def test_a_value_out_of_range_is_refused_with_its_range(option, value, limits, capsys):
     with pytest.raises(SystemExit) as exit_:
         MNISTCLI(args=["fit", option, value] if value else ["fit", option])

@@ -10,7 +10,11 @@ from mnist_lightning import plots
 
 def test_curves_plot_each_value_at_its_own_epoch():
     """Validation every 2nd epoch: its points sit at epochs 2 and 4, not 1 and 2."""
-    series = {"train_loss": {1: 0.5, 2: 0.3, 3: 0.25, 4: 0.2}, "val_loss": {2: 0.35, 4: 0.3}, "train_acc": {1: 0.8, 2: 0.9}}
+    series = {
+        "loss/train": {1: 0.5, 2: 0.3, 3: 0.25, 4: 0.2},
+        "loss/val": {2: 0.35, 4: 0.3},
+        "accuracy/train": {1: 0.8, 2: 0.9},
+    }
     figure = plots.curves_figure(series)
     loss, accuracy = figure.axes
     assert [line.get_label() for line in loss.lines] == ["training", "validation"]

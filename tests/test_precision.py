@@ -29,10 +29,17 @@ def test_fit_with_gradient_clipping_keeps_float32_weights(native, synthetic_mnis
     data_dir, _ = synthetic_mnist
     model = MNISTClassifier()
     before = model.net[0].weight.detach().clone()
-    trainer = L.Trainer(max_epochs=1, plugins=[NativeBF16()], gradient_clip_val=0.5, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=1,
+        plugins=[NativeBF16()],
+        gradient_clip_val=0.5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, MNISTDataModule(data_dir=str(data_dir), batch_size=64))
-    assert trainer.callback_metrics["val_acc"].isfinite()
+    assert trainer.callback_metrics["accuracy/val"].isfinite()
     assert trainer.precision == ("bf16-mixed" if native else "32-true")
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert not torch.equal(model.net[0].weight, before)

@@ -33,8 +33,18 @@ def test_predict_directory_skips_bad_files_and_writes_csv(best_checkpoint, tmp_p
     (pictures / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
     (pictures / "notes.txt").write_text("not an image")
     out = tmp_path / "out" / "preds.csv"
-    result = cli("predict", "--ckpt_path", str(best_checkpoint), "--data.predict_path", str(pictures),
-                 "--prediction_writer.output", str(out), "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
+    result = cli(
+        "predict",
+        "--ckpt_path",
+        str(best_checkpoint),
+        "--data.predict_path",
+        str(pictures),
+        "--prediction_writer.output",
+        str(out),
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipped" in result.stderr and "broken.png" in result.stderr and "notes.txt" in result.stderr
     rows = list(csv.DictReader(out.open()))
@@ -60,8 +70,16 @@ def test_predict_marks_answers_below_the_threshold_as_doubtful(best_checkpoint, 
     assert first.returncode == 0, first.stderr[-3000:]
     confidences = sorted(float(r["confidence"]) for r in csv.DictReader((tmp_path / "predictions.csv").open()))
     threshold = confidences[len(confidences) // 3]  # about a third of the rows fall below it
-    result = cli("predict", "--ckpt_path", str(best_checkpoint), "--prediction_writer.threshold", str(threshold),
-                 "--trainer.enable_progress_bar", "false", cwd=tmp_path)  # fmt: skip
+    result = cli(
+        "predict",
+        "--ckpt_path",
+        str(best_checkpoint),
+        "--prediction_writer.threshold",
+        str(threshold),
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
     doubtful = [r for r in rows if r["doubtful"] == "true"]
@@ -85,7 +103,9 @@ def test_predict_refuses_a_threshold_outside_0_1(best_checkpoint, tmp_path):
 @pytest.mark.slow
 def test_predict_fails_only_when_nothing_could_be_read(best_checkpoint, tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
-    result = cli("predict", "--ckpt_path", str(best_checkpoint), "--data.predict_path", str(tmp_path / "*.jpg"), cwd=tmp_path)
+    result = cli(
+        "predict", "--ckpt_path", str(best_checkpoint), "--data.predict_path", str(tmp_path / "*.jpg"), cwd=tmp_path
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "none of the 1 file(s)" in result.stderr
@@ -120,5 +140,7 @@ def test_the_summary_counts_digits_and_doubt_and_scores_the_test_set():
 
 def test_the_summary_of_pictures_lists_the_first_ten():
     files = [[f"d{i}.png"] for i in range(12)]
-    text = summarize(torch.zeros(12, dtype=torch.long), torch.full((12,), 0.5), ["path"], files, "p.csv", 0.9).splitlines()
+    text = summarize(
+        torch.zeros(12, dtype=torch.long), torch.full((12,), 0.5), ["path"], files, "p.csv", 0.9
+    ).splitlines()
     assert text[3] == "  d0.png: 0 (0.50, doubtful)" and text[-1] == "  ... 2 more in p.csv"

@@ -31,7 +31,9 @@ def check_mnist_like(digit: np.ndarray) -> None:
 def similar(a: np.ndarray, b: np.ndarray) -> float:
     """Best correlation over shifts of up to one pixel (centring by mass rounds to whole pixels)."""
     return max(
-        np.corrcoef(np.roll(a, (dy, dx), axis=(0, 1)).ravel(), b.ravel())[0, 1] for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+        np.corrcoef(np.roll(a, (dy, dx), axis=(0, 1)).ravel(), b.ravel())[0, 1]
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
     )
 
 

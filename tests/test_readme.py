@@ -29,8 +29,10 @@ NOT_RUN = {
     "python scripts/": "measurements of minutes to hours (tests/test_scripts.py runs each on small data)",
 }
 # One epoch of two batches, validated (configs/fast.yaml validates every third epoch).
-SHORT = ("--trainer.max_epochs 1 --trainer.limit_train_batches 2 --trainer.limit_val_batches 2 "
-         "--trainer.check_val_every_n_epoch 1 --trainer.enable_progress_bar false")  # fmt: skip
+SHORT = (
+    "--trainer.max_epochs 1 --trainer.limit_train_batches 2 --trainer.limit_val_batches 2 "
+    "--trainer.check_val_every_n_epoch 1 --trainer.enable_progress_bar false"
+)
 
 
 def blocks(language: str) -> list[str]:
@@ -80,7 +82,9 @@ def test_a_shell_line_runs_as_written(line, folder, synthetic_mnist, best_checkp
     result = run_line(line, folder, synthetic_mnist[0], best_checkpoint)
     assert result.returncode == 0, result.stderr[-2000:]
     if line.startswith("mnist-lightning fit"):
-        assert re.search(r"^Best checkpoint \(val_acc [\d.]+\): runs/mnist/\S+\.ckpt$", result.stdout, re.MULTILINE)
+        assert re.search(
+            r"^Best checkpoint \(accuracy/val [\d.]+\): runs/mnist/\S+\.ckpt$", result.stdout, re.MULTILINE
+        )
     if "--output " in line:
         assert (folder / line.split("--output ")[1].split()[0]).is_file()
 
@@ -93,7 +97,8 @@ def test_a_python_block_runs_as_written(code, folder, synthetic_mnist, best_chec
         assert run_line(line, folder, data_dir, best_checkpoint).returncode == 0
     code = code.replace('MNISTDataModule("data"', f"MNISTDataModule({str(data_dir)!r}")
     code = code.replace("max_epochs=10", "max_epochs=1, limit_train_batches=2, limit_val_batches=2")
-    result = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=300,
-                            check=False)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip(), "the block prints nothing"

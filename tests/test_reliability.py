@@ -20,8 +20,21 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("uninterrupted")]  # eac
 
 
 def fit_args(data_dir: Path, *extra: str) -> list[str]:
-    return ["fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--data.batch_size", "16",
-            "--trainer.deterministic", "true", "--seed_everything", "7", *QUIET, *extra]  # fmt: skip
+    return [
+        "fit",
+        "-c",
+        str(CONFIG),
+        "--data.data_dir",
+        str(data_dir),
+        "--data.batch_size",
+        "16",
+        "--trainer.deterministic",
+        "true",
+        "--seed_everything",
+        "7",
+        *QUIET,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +60,18 @@ def test_same_seed_gives_identical_weights_and_metrics(bigger_mnist, uninterrupt
 
 
 def test_sigkill_mid_epoch_then_resume_is_bit_exact(bigger_mnist, uninterrupted, tmp_path):
-    process = subprocess.Popen(cli_command(*fit_args(bigger_mnist, "--trainer.max_epochs", "2")), cwd=tmp_path,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        cli_command(*fit_args(bigger_mnist, "--trainer.max_epochs", "2")),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
-    while not list(tmp_path.glob("runs/mnist/*/checkpoints/last.ckpt")) and process.poll() is None and time.monotonic() < deadline:
+    while (
+        not list(tmp_path.glob("runs/mnist/*/checkpoints/last.ckpt"))
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     time.sleep(0.7)  # into the second (last) epoch
     process.send_signal(signal.SIGKILL)
@@ -65,26 +86,43 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(bigger_mnist, uninterrupted,
 
 def test_two_process_ddp_matches_one_process_evaluation(synthetic_mnist, tmp_path):
     data_dir = synthetic_mnist[0]
-    result = cli(*fit_args(data_dir, "-c", str(CONFIG.with_name("ddp.yaml")), "--trainer.max_epochs", "2"), cwd=tmp_path)
+    result = cli(
+        *fit_args(data_dir, "-c", str(CONFIG.with_name("ddp.yaml")), "--trainer.max_epochs", "2"), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run = only_run(tmp_path)  # one run directory, written by rank 0 only
     ddp_scalars = run_scalars(run)
     validate = cli("validate", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), *QUIET, cwd=tmp_path)
     assert validate.returncode == 0, validate.stderr[-3000:]
     single = run_scalars(only_run(tmp_path))  # validate adds its results to the same run
-    assert ddp_scalars["val_acc"][-1] == single["validate_acc"][0]
-    assert ddp_scalars["val_loss"][-1] == pytest.approx(single["validate_loss"][0], rel=1e-5)
+    assert ddp_scalars["accuracy/val"][-1] == single["accuracy/validate"][0]
+    assert ddp_scalars["loss/val"][-1] == pytest.approx(single["loss/validate"][0], rel=1e-5)
 
 
 def test_two_nodes_on_one_machine_train_one_run(synthetic_mnist, tmp_path):
     """What a 2-node cluster job runs: one process a node, each told its NODE_RANK; one run folder,
     one set of checkpoints, and the metrics a single process computes from them."""
     port = str(free_port())
-    nodes = [Started(*fit_args(synthetic_mnist[0], "--trainer.max_epochs", "2", "--trainer.num_nodes", "2",
-                               "--trainer.devices", "1", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp"),
-                     cwd=tmp_path, env={"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(rank),
-                                        "WORLD_SIZE": "2"})
-             for rank in (0, 1)]  # fmt: skip
+    nodes = [
+        Started(
+            *fit_args(
+                synthetic_mnist[0],
+                "--trainer.max_epochs",
+                "2",
+                "--trainer.num_nodes",
+                "2",
+                "--trainer.devices",
+                "1",
+                "--trainer.accelerator",
+                "cpu",
+                "--trainer.strategy",
+                "ddp",
+            ),
+            cwd=tmp_path,
+            env={"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(rank), "WORLD_SIZE": "2"},
+        )
+        for rank in (0, 1)
+    ]
     results = [node.finish(timeout=600) for node in nodes]
     assert [r.returncode for r in results] == [0, 0], results[1].stderr[-3000:]
     run = only_run(tmp_path)
@@ -94,5 +132,5 @@ def test_two_nodes_on_one_machine_train_one_run(synthetic_mnist, tmp_path):
     validate = cli("validate", "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), *QUIET, cwd=tmp_path)
     assert validate.returncode == 0, validate.stderr[-3000:]
     single = run_scalars(only_run(tmp_path))
-    assert logged["val_acc"][-1] == single["validate_acc"][0] and logged["val_acc"][-1] > 0.5
-    assert logged["val_loss"][-1] == pytest.approx(single["validate_loss"][0], rel=1e-5)
+    assert logged["accuracy/val"][-1] == single["accuracy/validate"][0] and logged["accuracy/val"][-1] > 0.5
+    assert logged["loss/val"][-1] == pytest.approx(single["loss/validate"][0], rel=1e-5)

@@ -15,8 +15,16 @@ from mnist_lightning.report import class_metrics, summary
 @pytest.fixture(scope="module")
 def report(best_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    result = cli("report", "--ckpt_path", str(best_checkpoint), "--output_dir", str(out),
-                 "--trainer.enable_progress_bar", "false", cwd=out)  # fmt: skip
+    result = cli(
+        "report",
+        "--ckpt_path",
+        str(best_checkpoint),
+        "--output_dir",
+        str(out),
+        "--trainer.enable_progress_bar",
+        "false",
+        cwd=out,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -69,7 +77,9 @@ def test_a_report_replaces_only_what_a_report_of_the_same_checkpoint_wrote(tmp_p
 
     ckpt = tmp_path / "model.ckpt"
     check_report_dir(tmp_path / "new", ckpt)  # a new folder
-    (tmp_path / "metrics.json").write_text(json.dumps({"checkpoint": str(ckpt.resolve()), "files": ["metrics.json", "samples.png"]}))
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"checkpoint": str(ckpt.resolve()), "files": ["metrics.json", "samples.png"]})
+    )
     (tmp_path / "samples.png").write_bytes(b"")
     check_report_dir(tmp_path, ckpt)  # its own earlier report
     (tmp_path / "learning_curves.png").write_bytes(b"someone's")

@@ -14,18 +14,6 @@ from mnist_lightning.errors import UserError
 from mnist_lightning.failures import Command
 
 
-@pytest.mark.parametrize(("metric", "tag"), [
-    ("train_loss", "loss/train"), ("val_loss", "loss/val"), ("train_acc", "accuracy/train"), ("val_acc", "accuracy/val"),
-    ("train_loss_step", "loss/train_step"), ("test_acc", "test/accuracy"), ("test_loss", "test/loss"),
-    ("validate_acc", "validate/accuracy"), ("validate_loss", "validate/loss"), ("lr-Adam", "learning_rate"),
-    ("epoch", "epoch"), ("something_else", "something_else"),
-])  # fmt: skip
-def test_metric_names_become_grouped_tags_and_back(metric, tag):
-    assert logger.tag(metric) == tag
-    if metric != "lr-Adam":  # the learning rate's optimizer name is not kept
-        assert logger.metric(tag) == metric
-
-
 def test_a_checkpoint_is_traced_to_its_run(tmp_path):
     run = tmp_path / "runs" / "mnist" / "2026-01-01_00-00-00"
     (run / "checkpoints").mkdir(parents=True)
@@ -39,7 +27,10 @@ def test_the_best_checkpoint_of_the_newest_run_is_suggested(tmp_path):
     import os
 
     old, new = (tmp_path / "mnist" / name / "checkpoints" for name in ("a", "b"))
-    for folder, files in ((old, ["epoch05-val_acc0.9900.ckpt", "last.ckpt"]), (new, ["epoch01-val_acc0.9500.ckpt", "last.ckpt"])):
+    for folder, files in (
+        (old, ["epoch05-val_acc0.9900.ckpt", "last.ckpt"]),
+        (new, ["epoch01-val_acc0.9500.ckpt", "last.ckpt"]),
+    ):
         folder.mkdir(parents=True)
         for name in files:
             (folder / name).write_bytes(b"x")

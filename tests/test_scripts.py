@@ -15,14 +15,32 @@ pytestmark = pytest.mark.slow  # each script runs in a process of its own
 
 
 def run_script(name: str, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPTS / name), *args], check=False, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def test_time_to_accuracy_reports_each_seed(synthetic_mnist, tmp_path):
     """Two epochs of the reference config: options the script does not know go to `fit`."""
-    result = run_script("time_to_accuracy.py", "--data_dir", str(synthetic_mnist[0]), "--config", str(CONFIG),
-                        "--seeds", "3", "--trainer.max_epochs", "2", "--data.batch_size", "32", cwd=tmp_path)  # fmt: skip
+    result = run_script(
+        "time_to_accuracy.py",
+        "--data_dir",
+        str(synthetic_mnist[0]),
+        "--config",
+        str(CONFIG),
+        "--seeds",
+        "3",
+        "--trainer.max_epochs",
+        "2",
+        "--data.batch_size",
+        "32",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(result.stdout.splitlines()[0])
     assert row["seed"] == 3 and 0 < row["seconds_to_checkpoint"] < 300
@@ -35,8 +53,17 @@ def test_time_to_accuracy_reports_each_seed(synthetic_mnist, tmp_path):
 
 def test_benchmark_measures_every_system(synthetic_mnist, tmp_path):
     """Two epochs a system (the first is warm-up) on the synthetic files: every row of the table and the JSON."""
-    result = run_script("benchmark.py", "--data_dir", str(synthetic_mnist[0]), "--epochs", "2", "--json", "b.json",
-                        cwd=tmp_path, timeout=600)  # fmt: skip
+    result = run_script(
+        "benchmark.py",
+        "--data_dir",
+        str(synthetic_mnist[0]),
+        "--epochs",
+        "2",
+        "--json",
+        "b.json",
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json"]  # the fit's run directory is temporary
     results = json.loads((tmp_path / "b.json").read_text())
@@ -69,8 +96,9 @@ def test_robustness_set_and_evaluation(best_checkpoint, tmp_path):
     sources = {row.split(",")[2] for row in rows[1:]}
     assert rows[0] == "path,label,source,style" and {"fonts", "canvas"} <= sources
     assert len(rows) - 1 == 10 * len(sources) and all((tmp_path / "set" / r.split(",")[0]).is_file() for r in rows[1:])
-    result = run_script("robustness.py", "--set", "set", "--ckpt", f"tiny={best_checkpoint}", "--figure", "worst.png",
-                        cwd=tmp_path)  # fmt: skip
+    result = run_script(
+        "robustness.py", "--set", "set", "--ckpt", f"tiny={best_checkpoint}", "--figure", "worst.png", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for source in [*sources, "all"]:
         assert f"| {source} | " in result.stdout

@@ -55,7 +55,9 @@ def post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
     boundary = uuid.uuid4().hex
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="digit.png"\r\n'
-        f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
         for field, data in files
     ]
     return post(url, b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}")
@@ -108,17 +110,28 @@ def _huge_png() -> bytes:
 BAD_REQUESTS = {
     "not a picture": (lambda url: post_files(url, [("image", b"hello, I am text")]), 415, "not a picture"),
     "an empty file": (lambda url: post_files(url, [("image", b"")]), 400, "empty"),
-    "a blank picture": (lambda url: post_files(url, [("image", png(np.full((40, 40), 255, np.uint8)))]), 422, "no digit"),
+    "a blank picture": (
+        lambda url: post_files(url, [("image", png(np.full((40, 40), 255, np.uint8)))]),
+        422,
+        "no digit",
+    ),
     "too many pixels": (lambda url: post_files(url, [("image", _huge_png())]), 413, "pixels"),
-    "a 6300x6300 picture (40 Mpx in 38 KB)": (lambda url: post_files(url, [("image", png(np.zeros((6300, 6300), np.uint8)))]),
-                                             413, "more than the 16,000,000"),
+    "a 6300x6300 picture (40 Mpx in 38 KB)": (
+        lambda url: post_files(url, [("image", png(np.zeros((6300, 6300), np.uint8)))]),
+        413,
+        "more than the 16,000,000",
+    ),
     "too many bytes": (lambda url: post_files(url, [("image", os.urandom(6_000_000))]), 413, "larger than"),
-    "two pictures": (lambda url: post_files(url, [("image", png(np.eye(28, dtype=np.uint8) * 255))] * 2), 400, "one picture"),
+    "two pictures": (
+        lambda url: post_files(url, [("image", png(np.eye(28, dtype=np.uint8) * 255))] * 2),
+        400,
+        "one picture",
+    ),
     "a list in JSON": (lambda url: post_json(url, {"image": ["a", "b"]}), 400, "one picture"),
     "JSON that is not an object": (lambda url: post_json(url, [1, 2]), 400, "send one picture"),
     "no image field": (lambda url: post_json(url, {"picture": "abc"}), 400, "send one picture"),
     "bad base64": (lambda url: post_json(url, {"image": "not base64!"}), 400, "base64"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
@@ -145,8 +158,18 @@ def test_ctrl_c_stops_the_whole_server_cleanly(best_checkpoint, tmp_path):
 def real_checkpoint(real_mnist, tmp_path_factory) -> Path:
     """A network that reads real handwriting: one epoch of configs/fast.yaml on real MNIST."""
     cwd = tmp_path_factory.mktemp("real")
-    result = cli("fit", "-c", str(CONFIG.with_name("fast.yaml")), "--data.data_dir", str(real_mnist),
-                 "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1", cwd=cwd)  # fmt: skip
+    result = cli(
+        "fit",
+        "-c",
+        str(CONFIG.with_name("fast.yaml")),
+        "--data.data_dir",
+        str(real_mnist),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return next((only_run(cwd) / "checkpoints").glob("epoch*.ckpt"))
 
@@ -200,25 +223,37 @@ def test_the_picture_comes_from_an_upload_base64_or_a_data_url():
     digit = png(np.eye(28, dtype=np.uint8) * 255)
     upload = Form(image=SimpleNamespace(file=io.BytesIO(digit)))
     encoded = base64.b64encode(digit).decode()
-    assert picture_bytes(upload) == picture_bytes({"image": encoded}) == picture_bytes({"image": f"data:image/png;base64,{encoded}"}) == digit
+    assert (
+        picture_bytes(upload)
+        == picture_bytes({"image": encoded})
+        == picture_bytes({"image": f"data:image/png;base64,{encoded}"})
+        == digit
+    )
 
 
-@pytest.mark.parametrize(("request_", "status", "said"), [
-    ([1, 2], 400, "send one picture"),
-    ({"picture": "x"}, 400, "send one picture"),
-    ({"image": ["a", "b"]}, 400, "one picture"),
-    ({"image": "not base64!"}, 400, "base64"),
-    ({"image": ""}, 400, "empty"),
-    ({"image": base64.b64encode(bytes(6_000_000)).decode()}, 413, "larger than"),
-], ids=["not an object", "no image", "a list", "bad base64", "empty", "too large"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("request_", "status", "said"),
+    [
+        ([1, 2], 400, "send one picture"),
+        ({"picture": "x"}, 400, "send one picture"),
+        ({"image": ["a", "b"]}, 400, "one picture"),
+        ({"image": "not base64!"}, 400, "base64"),
+        ({"image": ""}, 400, "empty"),
+        ({"image": base64.b64encode(bytes(6_000_000)).decode()}, 413, "larger than"),
+    ],
+    ids=["not an object", "no image", "a list", "bad base64", "empty", "too large"],
+)
 def test_a_request_without_one_readable_picture_is_a_4xx(request_, status, said):
     with pytest.raises(HTTPException) as err:
         picture_bytes(request_)
     assert err.value.status_code == status and said in err.value.detail
 
 
-@pytest.mark.parametrize(("data", "status"), [(b"hello", 415), (png(np.full((40, 40), 255, np.uint8)), 422), (_huge_png(), 413)],
-                         ids=["text", "blank", "too many pixels"])  # fmt: skip
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [(b"hello", 415), (png(np.full((40, 40), 255, np.uint8)), 422), (_huge_png(), 413)],
+    ids=["text", "blank", "too many pixels"],
+)
 def test_a_picture_that_is_no_digit_is_a_4xx(data, status):
     with pytest.raises(HTTPException) as err:
         mnist_pixels(data)
@@ -233,7 +268,9 @@ def test_the_api_answers_with_the_networks_probabilities(tiny_checkpoint, synthe
     digit = synthetic_mnist[1]["t10k-images-idx3-ubyte"][0]
     answer = api.encode_response(api.predict(mnist_pixels(png(digit))))
     with torch.no_grad():
-        expected = model.eval()(torch.from_numpy(mnist_style(Image.fromarray(digit))).float()[None, None] / 255).softmax(1)[0]
+        expected = model.eval()(
+            torch.from_numpy(mnist_style(Image.fromarray(digit))).float()[None, None] / 255
+        ).softmax(1)[0]
     assert answer["digit"] == int(expected.argmax())
     assert answer["probabilities"] == pytest.approx(expected.tolist(), abs=1e-5)
 
@@ -269,7 +306,7 @@ MALFORMED = {
     "thousands of fields": (_sized("application/x-www-form-urlencoded", FIELDS), 400, "form could not be read"),
     "deeply nested JSON": (_sized("application/json", b"[" * 200_000 + b"]" * 200_000), 400, "not valid JSON"),
     "a data: URL without a comma": (_sized("application/json", b'{"image": "data:image/png;base64"}'), 400, "no comma"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.slow
@@ -291,10 +328,15 @@ def test_a_raw_picture_and_a_form_with_a_charset_are_read(server, content_type):
     assert status == 200 and answer == post_files(server.url, [("image", DIGIT)])[1]
 
 
-@pytest.mark.parametrize(("host", "port", "workers", "said"), [
-    ("192.168.1.5", 8000, 1, "--host 192.168.1.5: serve listens on"), ("127.0.0.1", 80, 1, "--port 80: give a port from 1024"),
-    ("127.0.0.1", 70000, 1, "--port 70000"), ("127.0.0.1", 8000, 0, "--workers 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("host", "port", "workers", "said"),
+    [
+        ("192.168.1.5", 8000, 1, "--host 192.168.1.5: serve listens on"),
+        ("127.0.0.1", 80, 1, "--port 80: give a port from 1024"),
+        ("127.0.0.1", 70000, 1, "--port 70000"),
+        ("127.0.0.1", 8000, 0, "--workers 0"),
+    ],
+)
 def test_serve_options_are_checked_before_anything_starts(host, port, workers, said):
     with pytest.raises(UserError, match=said):
         check_options(host, port, workers)
@@ -336,7 +378,9 @@ def test_killing_the_server_ends_its_workers(best_checkpoint, tmp_path):
 def test_a_client_that_announces_more_than_it_sends_does_not_hurt_the_server(server):
     """Content-Length: 100000 and 11 bytes, then the client stops writing: no 500, no traceback
     (the fixture's end checks the log), and the server goes on serving."""
-    got, _ = raw_request(server.url, "Content-Type: application/json\r\nContent-Length: 100000\r\n", b'{"image": "', True)
+    got, _ = raw_request(
+        server.url, "Content-Type: application/json\r\nContent-Length: 100000\r\n", b'{"image": "', True
+    )
     assert got is None or 400 <= got < 500
     assert post_files(server.url, [("image", DIGIT)])[0] == 200
 

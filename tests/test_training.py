@@ -10,11 +10,16 @@ import pytest
 
 import mnist_lightning
 from mnist_lightning import MNISTClassifier, MNISTDataModule
-from mnist_lightning.report import epoch_series
 from mnist_lightning.logger import RunLogger
+from mnist_lightning.report import epoch_series
 
-SHORT = {"limit_train_batches": 3, "limit_val_batches": 1, "enable_progress_bar": False, "enable_model_summary": False,
-         "log_every_n_steps": 1}
+SHORT = {
+    "limit_train_batches": 3,
+    "limit_val_batches": 1,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "log_every_n_steps": 1,
+}
 
 
 def fit(runs_dir: Path, data_dir: Path, ckpt_path: str | None = None, **kwargs) -> Path:
@@ -23,23 +28,25 @@ def fit(runs_dir: Path, data_dir: Path, ckpt_path: str | None = None, **kwargs) 
     return Path(trainer.logger.log_dir)
 
 
-def test_a_python_fit_writes_a_run_as_the_command_line_does(synthetic_mnist, tmp_path, capsys):
+def test_a_python_fit_writes_a_run_as_the_command_line_does(synthetic_mnist, tmp_path, capsys, monkeypatch):
     runs_dir = tmp_path / "my runs"  # a space: the printed commands quote it
+    (tmp_path / "far" / "away").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "far" / "away")  # two folders up from here: the paths are printed absolute
     run = fit(runs_dir, synthetic_mnist[0], max_epochs=2)
     assert run.parent == runs_dir / "mnist" and re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", run.name)
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names[-1] == "last.ckpt" and re.fullmatch(r"epoch0[01]-val_acc[01]\.\d{4}\.ckpt", names[0])
     assert list(run.glob("events.out.tfevents.*"))
     output = capsys.readouterr().out
-    assert f"Run: {shlex.quote(str(run))}" in output  # tmp_path is far from the current folder: absolute
+    assert f"Run: {shlex.quote(str(run))}" in output
     test_line = next(line for line in output.splitlines() if "mnist-lightning test" in line)
     assert shlex.split(test_line)[-1] == str(run / "checkpoints" / names[0])  # pasted into a shell, the path is whole
 
 
 def test_the_curves_of_a_run_that_validates_every_second_epoch(synthetic_mnist, tmp_path):
     series = epoch_series(fit(tmp_path, synthetic_mnist[0], max_epochs=4, check_val_every_n_epoch=2))
-    assert sorted(series["train_loss"]) == [1, 2, 3, 4]
-    assert sorted(series["val_acc"]) == sorted(series["val_loss"]) == [2, 4]
+    assert sorted(series["loss/train"]) == [1, 2, 3, 4]
+    assert sorted(series["accuracy/val"]) == sorted(series["loss/val"]) == [2, 4]
 
 
 @pytest.mark.filterwarnings("ignore:Checkpoint directory")  # a resume continues in its run's folder, by design
@@ -50,7 +57,7 @@ def test_the_curves_of_a_resumed_run_continue_at_its_epochs(synthetic_mnist, tmp
     resumed = fit(tmp_path, data_dir, ckpt_path=str(run / "checkpoints" / "last.ckpt"), max_epochs=4, logger=same_run)
     assert resumed == run
     series = epoch_series(run)
-    assert sorted(series["train_acc"]) == sorted(series["val_acc"]) == [1, 2, 3, 4]
+    assert sorted(series["accuracy/train"]) == sorted(series["accuracy/val"]) == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("flag", [False, True])

@@ -23,7 +23,11 @@ def _test(path: Path | str) -> list[str]:
 
 def test_missing_file(scratch: Scratch, record):
     """missing file"""
-    record(check_refused(scratch, _test(scratch.root / "nowhere.ckpt"), 1, "does not exist", "look in the run's checkpoints/"))
+    record(
+        check_refused(
+            scratch, _test(scratch.root / "nowhere.ckpt"), 1, "does not exist", "look in the run's checkpoints/"
+        )
+    )
 
 
 def test_a_folder(scratch: Scratch, record):
@@ -90,26 +94,62 @@ def _set_version(version: str):
 
 
 EDITED = [
-    pytest.param("noversion.ckpt", lambda c: c.pop("pytorch-lightning_version"),
-                 ("written by something other than Lightning",), id="no `pytorch-lightning_version` key"),
+    pytest.param(
+        "noversion.ckpt",
+        lambda c: c.pop("pytorch-lightning_version"),
+        ("written by something other than Lightning",),
+        id="no `pytorch-lightning_version` key",
+    ),
     pytest.param("old.ckpt", _set_version("1.0.0"), ("written by Lightning 1.0.0",), id="tagged Lightning 1.0.0"),
-    pytest.param("other.ckpt", lambda c: c["state_dict"].update({"net.7.weight": torch.zeros(64, 1600)}),
-                 ("different network", "net.7.weight"), id="another network (a layer of another shape)"),
-    pytest.param("missing.ckpt", lambda c: c["state_dict"].pop("net.10.bias"), ("different network", "net.10.bias"),
-                 id="a missing layer"),
-    pytest.param("nan.ckpt", lambda c: c["state_dict"]["net.0.weight"].view(-1).__setitem__(0, float("nan")),
-                 ("not finite floating-point", "net.0.weight"), id="NaN weights"),
-    pytest.param("inf.ckpt", lambda c: c["state_dict"]["net.0.weight"].view(-1).__setitem__(0, float("inf")),
-                 ("not finite floating-point", "net.0.weight"), id="infinite weights"),
-    pytest.param("int.ckpt", lambda c: c["state_dict"].update({"net.10.bias": torch.zeros(10, dtype=torch.long)}),
-                 ("not finite floating-point", "net.10.bias"), id="integer weights"),
-    pytest.param("key.ckpt", lambda c: c["datamodule_hyper_parameters"].update({"colour": "red"}),
-                 ("saved settings do not fit", "colour"), id="data settings with an unknown key"),
-    pytest.param("type.ckpt", lambda c: c["datamodule_hyper_parameters"].update({"batch_size": "many"}),
-                 ("saved settings do not fit", "batch_size"), id="data settings of a wrong type"),
-    pytest.param("lr.ckpt", lambda c: c["hyper_parameters"].update({"lr": "fast"}), ("saved settings do not fit", "lr"),
-                 id="model settings of a wrong type"),
-]  # fmt: skip
+    pytest.param(
+        "other.ckpt",
+        lambda c: c["state_dict"].update({"net.7.weight": torch.zeros(64, 1600)}),
+        ("different network", "net.7.weight"),
+        id="another network (a layer of another shape)",
+    ),
+    pytest.param(
+        "missing.ckpt",
+        lambda c: c["state_dict"].pop("net.10.bias"),
+        ("different network", "net.10.bias"),
+        id="a missing layer",
+    ),
+    pytest.param(
+        "nan.ckpt",
+        lambda c: c["state_dict"]["net.0.weight"].view(-1).__setitem__(0, float("nan")),
+        ("not finite floating-point", "net.0.weight"),
+        id="NaN weights",
+    ),
+    pytest.param(
+        "inf.ckpt",
+        lambda c: c["state_dict"]["net.0.weight"].view(-1).__setitem__(0, float("inf")),
+        ("not finite floating-point", "net.0.weight"),
+        id="infinite weights",
+    ),
+    pytest.param(
+        "int.ckpt",
+        lambda c: c["state_dict"].update({"net.10.bias": torch.zeros(10, dtype=torch.long)}),
+        ("not finite floating-point", "net.10.bias"),
+        id="integer weights",
+    ),
+    pytest.param(
+        "key.ckpt",
+        lambda c: c["datamodule_hyper_parameters"].update({"colour": "red"}),
+        ("saved settings do not fit", "colour"),
+        id="data settings with an unknown key",
+    ),
+    pytest.param(
+        "type.ckpt",
+        lambda c: c["datamodule_hyper_parameters"].update({"batch_size": "many"}),
+        ("saved settings do not fit", "batch_size"),
+        id="data settings of a wrong type",
+    ),
+    pytest.param(
+        "lr.ckpt",
+        lambda c: c["hyper_parameters"].update({"lr": "fast"}),
+        ("saved settings do not fit", "lr"),
+        id="model settings of a wrong type",
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "edit", "fragments"), EDITED)
@@ -140,6 +180,13 @@ def test_without_a_checkpoint_when_last_is_a_dangling_link(scratch: Scratch, rec
     (checkpoints / "epoch03-val_acc0.9900.ckpt").write_bytes(scratch.best.read_bytes())
     (checkpoints / "last.ckpt").symlink_to(checkpoints / "gone.ckpt")
     (checkpoints / "x.ckpt").mkdir()
-    row = check_refused(scratch, ["test", *QUIET], 1, "needs a trained network", "epoch03-val_acc0.9900.ckpt", cwd=cwd,
-                  survived="runs untouched")  # fmt: skip
+    row = check_refused(
+        scratch,
+        ["test", *QUIET],
+        1,
+        "needs a trained network",
+        "epoch03-val_acc0.9900.ckpt",
+        cwd=cwd,
+        survived="runs untouched",
+    )
     record(row)

@@ -25,8 +25,14 @@ def test_predict_on_two_processes_a_folder(scratch: Scratch, record):
     two, rows_two = predict(scratch, str(pictures), *_ddp(), cwd=scratch.folder("p2"))
     assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
     assert rows_two == rows_one and len(rows_one) == 7
-    record(Row("mnist-lightning predict ... --data.predict_path pictures/ --trainer.devices 2 --trainer.strategy ddp", 0,
-               "(predicts)", "predictions.csv equal to one process's, row for row"))  # fmt: skip
+    record(
+        Row(
+            "mnist-lightning predict ... --data.predict_path pictures/ --trainer.devices 2 --trainer.strategy ddp",
+            0,
+            "(predicts)",
+            "predictions.csv equal to one process's, row for row",
+        )
+    )
 
 
 def test_predict_on_two_processes_the_test_set(scratch: Scratch, record):
@@ -36,8 +42,14 @@ def test_predict_on_two_processes_the_test_set(scratch: Scratch, record):
     two = scratch.cli(*_ddp("predict", "--ckpt_path", str(scratch.best), *QUIET), cwd=cwd2)
     assert two.returncode == 0, two.stderr[-2000:]
     assert (cwd1 / "predictions.csv").read_text() == (cwd2 / "predictions.csv").read_text()
-    record(Row("mnist-lightning predict --ckpt_path CKPT --trainer.devices 2 --trainer.strategy ddp", 0, "(predicts)",
-               "predictions.csv equal to one process's"))  # fmt: skip
+    record(
+        Row(
+            "mnist-lightning predict --ckpt_path CKPT --trainer.devices 2 --trainer.strategy ddp",
+            0,
+            "(predicts)",
+            "predictions.csv equal to one process's",
+        )
+    )
 
 
 def test_test_and_report_on_two_processes(scratch: Scratch, record):
@@ -54,5 +66,11 @@ def test_test_and_report_on_two_processes(scratch: Scratch, record):
     loss_one, loss_two = one.pop("test_loss"), two.pop("test_loss")
     assert abs(loss_one - loss_two) <= 1e-6 * abs(loss_one), (loss_one, loss_two)
     assert one == two
-    record(Row("mnist-lightning report --ckpt_path CKPT --trainer.devices 2 --trainer.strategy ddp", 0, "(reports)",
-               "metrics.json equal to one process's (loss within 1e-6: float sums in another order)"))  # fmt: skip
+    record(
+        Row(
+            "mnist-lightning report --ckpt_path CKPT --trainer.devices 2 --trainer.strategy ddp",
+            0,
+            "(reports)",
+            "metrics.json equal to one process's (loss within 1e-6: float sums in another order)",
+        )
+    )

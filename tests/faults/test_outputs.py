@@ -36,8 +36,14 @@ def test_report_folder_inside_a_file(scratch: Scratch, record):
 def test_predictions_inside_a_file(scratch: Scratch, record):
     """--prediction_writer.output inside a file"""
     (scratch.root / "afile").write_text("x")
-    args = ["predict", "--ckpt_path", str(scratch.best), "--prediction_writer.output", str(scratch.root / "afile" / "p.csv"),
-            *QUIET]  # fmt: skip
+    args = [
+        "predict",
+        "--ckpt_path",
+        str(scratch.best),
+        "--prediction_writer.output",
+        str(scratch.root / "afile" / "p.csv"),
+        *QUIET,
+    ]
     record(check_refused(scratch, args, 1, "--prediction_writer.output"))
 
 
@@ -47,24 +53,37 @@ def test_a_file_name_of_250_bytes(scratch: Scratch, record):
     args = ["predict", "--ckpt_path", str(scratch.best), "--prediction_writer.output", "p" * 246 + ".csv", *QUIET]
     result = scratch.cli(*args, cwd=cwd)
     assert result.returncode == 0 and (cwd / ("p" * 246 + ".csv")).is_file(), result.stderr[-2000:]
-    record(Row("mnist-lightning predict --ckpt_path CKPT --prediction_writer.output ppp…p.csv (250 bytes)", 0,
-               "(writes it)", "the predictions"))  # fmt: skip
+    record(
+        Row(
+            "mnist-lightning predict --ckpt_path CKPT --prediction_writer.output ppp…p.csv (250 bytes)",
+            0,
+            "(writes it)",
+            "the predictions",
+        )
+    )
 
 
 def test_a_file_name_of_256_bytes(scratch: Scratch, record):
     """an output file name of 256 bytes"""
     args = ["predict", "--ckpt_path", str(scratch.best), "--prediction_writer.output", "p" * 252 + ".csv", *QUIET]
     row = check_refused(scratch, args, 1, "File name too long")
-    record(Row("mnist-lightning predict --ckpt_path CKPT --prediction_writer.output ppp…p.csv (256 bytes)", row.exit,
-               row.says, row.survived))  # fmt: skip
+    record(
+        Row(
+            "mnist-lightning predict --ckpt_path CKPT --prediction_writer.output ppp…p.csv (256 bytes)",
+            row.exit,
+            row.says,
+            row.survived,
+        )
+    )
 
 
 @pytest.fixture
 def tmpfs(scratch: Scratch, request) -> Iterator[Path]:
     """A small RAM file system of request.param bytes: a real full disk (skipped where mounting is not allowed)."""
     path = scratch.folder(f"tmpfs-{request.node.name}")
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={request.param}", "tmpfs", str(path)], check=False,
-                           capture_output=True)  # fmt: skip
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={request.param}", "tmpfs", str(path)], check=False, capture_output=True
+    )
     if mount.returncode != 0:
         pytest.skip("mounting a tmpfs is not allowed here")
     yield path
@@ -101,7 +120,11 @@ def _spellings(scratch: Scratch, target: Path, name: str) -> dict[str, str]:
     links = scratch.folder(f"links-{name}")
     (links / "soft").symlink_to(target)
     os.link(target, links / "hard")
-    return {"..": os.path.relpath(target, links / "sub"), "symlink": str(links / "soft"), "hard link": str(links / "hard")}
+    return {
+        "..": os.path.relpath(target, links / "sub"),
+        "symlink": str(links / "soft"),
+        "hard link": str(links / "hard"),
+    }
 
 
 def test_export_over_its_checkpoint(scratch: Scratch, record):
@@ -114,13 +137,22 @@ def test_export_over_its_checkpoint(scratch: Scratch, record):
     output = _spellings(scratch, ckpt, "export")[spelling]
     cwd = scratch.root / "links-export" / "sub"
     cwd.mkdir(exist_ok=True)
-    row = check_refused(scratch, ["export", "--ckpt_path", str(ckpt), "--output", output], 1, "--output", "an input of this command",
-                  cwd=cwd, survived="the checkpoint, byte for byte")  # fmt: skip
+    row = check_refused(
+        scratch,
+        ["export", "--ckpt_path", str(ckpt), "--output", output],
+        1,
+        "--output",
+        "an input of this command",
+        cwd=cwd,
+        survived="the checkpoint, byte for byte",
+    )
     assert ckpt.read_bytes() == before
     record(row)
 
 
-@pytest.mark.parametrize("what", ["a picture"])  # the checkpoint: the export case; config and MNIST files: tests/test_cli.py
+@pytest.mark.parametrize(
+    "what", ["a picture"]
+)  # the checkpoint: the export case; config and MNIST files: tests/test_cli.py
 def test_predictions_over_an_input(scratch: Scratch, record, what: str):
     """`predict --prediction_writer.output` an input of the command"""
     keep = scratch.folder(f"keep-{what.replace(' ', '-')}")
@@ -132,11 +164,25 @@ def test_predictions_over_an_input(scratch: Scratch, record, what: str):
     shutil.copytree(scratch.pictures(), pictures)
     config = keep / "predict.yaml"
     config.write_text(f"data:\n  data_dir: {data}\n")
-    target = {"the checkpoint": ckpt, "a picture": next(pictures.iterdir()), "the config file": config,
-              "an MNIST file": data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"}[what]  # fmt: skip
+    target = {
+        "the checkpoint": ckpt,
+        "a picture": next(pictures.iterdir()),
+        "the config file": config,
+        "an MNIST file": data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte",
+    }[what]
     before = target.read_bytes()
     source = ["--data.predict_path", str(pictures)] if what == "a picture" else []
-    args = ["predict", "-c", str(config), "--ckpt_path", str(ckpt), *source, "--prediction_writer.output", str(target), *QUIET]
+    args = [
+        "predict",
+        "-c",
+        str(config),
+        "--ckpt_path",
+        str(ckpt),
+        *source,
+        "--prediction_writer.output",
+        str(target),
+        *QUIET,
+    ]
     row = check_refused(scratch, args, 1, "an input of this command", survived=f"{what}, byte for byte")
     assert target.read_bytes() == before
     record(Row(row.command.replace(str(keep) + "/", ""), row.exit, row.says.replace(str(keep) + "/", ""), row.survived))
@@ -179,8 +225,15 @@ def test_predictions_into_what_is_not_a_regular_file(scratch: Scratch, record, t
 def test_predictions_to_stdout(scratch: Scratch, record):
     """`predict --prediction_writer.output -`"""
     cwd = scratch.folder("stdout")
-    args = ["predict", "--ckpt_path", str(scratch.best), "--prediction_writer.output", "-", "--trainer.enable_model_summary",
-            "false"]  # the progress bar left on: it must not go into the CSV  # fmt: skip
+    args = [
+        "predict",
+        "--ckpt_path",
+        str(scratch.best),
+        "--prediction_writer.output",
+        "-",
+        "--trainer.enable_model_summary",
+        "false",
+    ]  # the progress bar left on: it must not go into the CSV
     result = scratch.cli(*args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
@@ -194,12 +247,20 @@ def test_report_into_a_folder_of_other_files(scratch: Scratch, record):
     out = scratch.folder("others")
     (out / "learning_curves.png").write_bytes(b"someone's figure")
     args = ["report", "--ckpt_path", str(scratch.best), "--output_dir", str(out), *QUIET]
-    row = check_refused(scratch, args, 1, "learning_curves.png", "--output_dir", survived="runs: their file, byte for byte")
+    row = check_refused(
+        scratch, args, 1, "learning_curves.png", "--output_dir", survived="runs: their file, byte for byte"
+    )
     assert (out / "learning_curves.png").read_bytes() == b"someone's figure"
     record(row)
 
 
 def test_export_to_a_name_of_the_other_format(scratch: Scratch, record):
     """`export --format pt2 --output x.onnx`"""
-    record(check_refused(scratch, ["export", "--ckpt_path", str(scratch.best), "--format", "pt2", "--output", "x.onnx"], 1,
-                   "--output x.onnx ends in .onnx, but --format is pt2"))  # fmt: skip
+    record(
+        check_refused(
+            scratch,
+            ["export", "--ckpt_path", str(scratch.best), "--format", "pt2", "--output", "x.onnx"],
+            1,
+            "--output x.onnx ends in .onnx, but --format is pt2",
+        )
+    )

@@ -36,12 +36,15 @@ def _paper16(a: np.ndarray, p: Path) -> None:
     Image.fromarray(((1 - a) * 60000).astype(np.uint16)).save(f"{p}.png")
 
 
-@pytest.mark.parametrize("save", [
-    pytest.param(_png16, id="16-bit PNGs"),
-    pytest.param(_tif32, id="32-bit integer TIFFs"),
-    pytest.param(_tiff, id="32-bit float TIFFs (0-1)"),
-    pytest.param(_paper16, id="dark ink on white paper, 16-bit"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "save",
+    [
+        pytest.param(_png16, id="16-bit PNGs"),
+        pytest.param(_tif32, id="32-bit integer TIFFs"),
+        pytest.param(_tiff, id="32-bit float TIFFs (0-1)"),
+        pytest.param(_paper16, id="dark ink on white paper, 16-bit"),
+    ],
+)
 def test_a_picture_format(scratch: Scratch, record, save: Callable[[np.ndarray, Path], None]):
     # Each digit in the format under test and as an 8-bit PNG: both must become the same MNIST digit.
     name = save.__name__.strip("_")
@@ -58,8 +61,14 @@ def test_a_picture_format(scratch: Scratch, record, save: Callable[[np.ndarray, 
         with Image.open(twin) as a, Image.open(folder / f"{twin.stem}_8bit.png") as b:
             difference = np.abs(mnist_style(a).astype(int) - mnist_style(b).astype(int)).max()
         assert difference <= 2, (twin.name, difference)
-    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", name + "/"]), 0,
-               "(predicts them)", "all 6 read; each the same 28x28 digit as its 8-bit twin (within 2 of 255)"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", name + "/"]),
+            0,
+            "(predicts them)",
+            "all 6 read; each the same 28x28 digit as its 8-bit twin (within 2 of 255)",
+        )
+    )
 
 
 def _among_digits(scratch: Scratch, name: str) -> Path:
@@ -75,8 +84,15 @@ def test_a_huge_png_among_digits(scratch: Scratch, record):
     result, rows = predict(scratch, str(folder), memory_kb=MEMORY_CAP_KB)
     assert result.returncode == 0 and len(rows) == 6, result.stderr[-2000:]
     assert "skipped" in result.stderr and "huge.png" in result.stderr
-    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "huge/"]) +
-               f"  (ulimit -v {MEMORY_CAP_KB})", 0, warning_about(result, "huge.png"), "the 6 digits predicted"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "huge/"])
+            + f"  (ulimit -v {MEMORY_CAP_KB})",
+            0,
+            warning_about(result, "huge.png"),
+            "the 6 digits predicted",
+        )
+    )
 
 
 def test_a_damaged_png_and_a_text_file_among_digits(scratch: Scratch, record):
@@ -87,8 +103,14 @@ def test_a_damaged_png_and_a_text_file_among_digits(scratch: Scratch, record):
     result, rows = predict(scratch, str(folder))
     assert result.returncode == 0 and len(rows) == 6, result.stderr[-2000:]
     assert "broken.png" in result.stderr and "notes.txt" in result.stderr
-    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "junk/"]), 0,
-               warning_about(result, "broken.png"), "the 6 digits predicted"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "junk/"]),
+            0,
+            warning_about(result, "broken.png"),
+            "the 6 digits predicted",
+        )
+    )
 
 
 def test_a_blank_picture_among_digits(scratch: Scratch, record):
@@ -97,8 +119,14 @@ def test_a_blank_picture_among_digits(scratch: Scratch, record):
     Image.new("L", (50, 50), 255).save(folder / "white.png")
     result, rows = predict(scratch, str(folder))
     assert result.returncode == 0 and len(rows) == 6 and "no digit found" in result.stderr, result.stderr[-2000:]
-    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "blank/"]), 0,
-               warning_about(result, "white.png"), "the 6 digits predicted"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "blank/"]),
+            0,
+            warning_about(result, "white.png"),
+            "the 6 digits predicted",
+        )
+    )
 
 
 def _looped(scratch: Scratch) -> Path:
@@ -110,21 +138,32 @@ def _looped(scratch: Scratch) -> Path:
     return folder
 
 
-@pytest.mark.parametrize(("pattern", "shown"), [
-    pytest.param("{}/**/*.png", "'loops/**/*.png'", id="`DIR/**/*.png` over folder links that loop"),
-    pytest.param("{}", "loops/", id="a folder with looping links"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("pattern", "shown"),
+    [
+        pytest.param("{}/**/*.png", "'loops/**/*.png'", id="`DIR/**/*.png` over folder links that loop"),
+        pytest.param("{}", "loops/", id="a folder with looping links"),
+    ],
+)
 def test_looping_links(scratch: Scratch, record, pattern: str, shown: str):
     folder = _looped(scratch)
     result, rows = predict(scratch, pattern.format(folder), timeout=120)
     assert result.returncode == 0 and len(rows) == 6, (result.stderr[-2000:], len(rows))
-    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", shown]), 0,
-               "(predicts each file once)", "6 rows for 6 files"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", shown]),
+            0,
+            "(predicts each file once)",
+            "6 rows for 6 files",
+        )
+    )
 
 
 def test_an_empty_predict_path(scratch: Scratch, record):
-    """--data.predict_path \"\" """
-    row = check_refused(scratch, ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", "", *QUIET], 1, "is empty")
+    """--data.predict_path \"\""""
+    row = check_refused(
+        scratch, ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", "", *QUIET], 1, "is empty"
+    )
     record(Row(row.command + ' ""', row.exit, row.says, row.survived))
 
 
@@ -143,7 +182,14 @@ def test_a_checkpoint_that_carries_an_old_predict_path(scratch: Scratch, record)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = (cwd / "predictions.csv").read_text().splitlines()
     assert lines[0].startswith("index,label,") and len(lines) == 1 + 100, "it read the old pictures"
-    record(Row(scratch.shown(["predict", "--ckpt_path", "pp.ckpt"]), 0, "(predicts the test set)", "the test set's 100 rows"))
+    record(
+        Row(
+            scratch.shown(["predict", "--ckpt_path", "pp.ckpt"]),
+            0,
+            "(predicts the test set)",
+            "the test set's 100 rows",
+        )
+    )
 
 
 def _dds_with_a_damaged_header(path: Path) -> None:
@@ -164,8 +210,14 @@ def test_a_picture_the_decoder_chokes_on(scratch: Scratch, record):
     result, rows = predict(scratch, str(folder))
     assert result.returncode == 0 and len(rows) == 6, result.stderr[-2000:]
     assert "Traceback" not in result.stderr and "damaged.dds" in result.stderr and "disguised.png" in result.stderr
-    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "choke/"]), 0,
-               warning_about(result, "damaged.dds"), "the 6 digits predicted"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "choke/"]),
+            0,
+            warning_about(result, "damaged.dds"),
+            "the 6 digits predicted",
+        )
+    )
 
 
 def test_a_file_name_that_is_not_utf8(scratch: Scratch, record):
@@ -177,8 +229,14 @@ def test_a_file_name_that_is_not_utf8(scratch: Scratch, record):
     assert result.returncode == 0 and len(rows) == 7, result.stderr[-2000:]
     csv = (scratch.root / "predict" / "predictions.csv").read_bytes()
     assert b"caf\xe9.png" in csv  # the name as the OS gives it
-    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "latin1/"]), 0, "(predicts them)",
-               "7 rows; the name's bytes as they are on disk"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "latin1/"]),
+            0,
+            "(predicts them)",
+            "7 rows; the name's bytes as they are on disk",
+        )
+    )
 
 
 @pytest.mark.parametrize("source", ["a FIFO", "/dev/zero"])
@@ -188,8 +246,12 @@ def test_a_predict_path_that_is_no_picture_file(scratch: Scratch, record, source
     if source == "a FIFO":
         path = str(scratch.folder("fifo") / "pictures.png")
         os.mkfifo(path)
-    row = check_refused(scratch, ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", path, *QUIET], 1,
-                  "not a picture file or a folder")  # fmt: skip
+    row = check_refused(
+        scratch,
+        ["predict", "--ckpt_path", str(scratch.best), "--data.predict_path", path, *QUIET],
+        1,
+        "not a picture file or a folder",
+    )
     record(Row(row.command.replace(path, source), row.exit, row.says.replace(path, source), row.survived))
 
 
@@ -200,7 +262,9 @@ def test_an_animated_gif_and_white_ink_on_transparent_paper(scratch: Scratch, re
     frames = [Image.fromarray(image).resize((84, 84)) for image in images]
     frames[0].save(folder / "a_anim.gif", save_all=True, append_images=frames[1:])
     frames[0].save(folder / "b_first_frame.png")
-    white = Image.merge("RGBA", (*[Image.new("L", (84, 84), 255)] * 3, frames[1]))  # white ink, opaque only on the digit
+    white = Image.merge(
+        "RGBA", (*[Image.new("L", (84, 84), 255)] * 3, frames[1])
+    )  # white ink, opaque only on the digit
     white.save(folder / "c_white_on_transparent.png")
     Image.fromarray(255 - np.asarray(frames[1])).save(folder / "d_dark_on_white.png")
     result, rows = predict(scratch, str(folder))
@@ -208,6 +272,11 @@ def test_an_animated_gif_and_white_ink_on_transparent_paper(scratch: Scratch, re
     assert "first of its 2 frames" in result.stderr
     gif, first, white_ink, dark_ink = (row[1:3] for row in sorted(rows))
     assert gif == first and white_ink == dark_ink  # the same digits as their plain versions: not blank, not inverted
-    record(Row(scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "frames/"]), 0,
-               next(line.strip() for line in result.stderr.splitlines() if "frames" in line)[-150:],
-               "all read; each as its plain PNG twin reads"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "frames/"]),
+            0,
+            next(line.strip() for line in result.stderr.splitlines() if "frames" in line)[-150:],
+            "all read; each as its plain PNG twin reads",
+        )
+    )

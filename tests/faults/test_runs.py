@@ -21,29 +21,59 @@ TESTS = Path(__file__).resolve().parents[1]
 def test_two_fits_at_the_same_moment(scratch: Scratch, record):
     """two `fit` started at the same moment in one folder"""
     cwd = scratch.folder("twin")
-    fits = [Started(*scratch.fit_args("--trainer.max_epochs", "1", "--seed_everything", str(i)), cwd=cwd) for i in (1, 2)]
+    fits = [
+        Started(*scratch.fit_args("--trainer.max_epochs", "1", "--seed_everything", str(i)), cwd=cwd) for i in (1, 2)
+    ]
     assert [fit.finish().returncode for fit in fits] == [0, 0]
     runs = runs_in(cwd)
     assert len(runs) == 2, runs
     seeds = sorted((run / "config.yaml").read_text().split("seed_everything: ")[1].split()[0] for run in runs)
     assert seeds == ["1", "2"] and all((run / "checkpoints" / "last.ckpt").is_file() for run in runs)
-    record(Row("two `mnist-lightning fit` at once, same folder", 0, "(both train)",
-               f"two runs ({runs[0].name}, {runs[1].name}), each with its own config and last.ckpt"))  # fmt: skip
+    record(
+        Row(
+            "two `mnist-lightning fit` at once, same folder",
+            0,
+            "(both train)",
+            f"two runs ({runs[0].name}, {runs[1].name}), each with its own config and last.ckpt",
+        )
+    )
 
 
 def _resumable(scratch: Scratch, name: str, config: str, *extra: str) -> tuple[Path, Path]:
     cwd = scratch.folder(name)
-    result = scratch.cli("fit", "-c", str(CONFIGS / config), "--data.data_dir", str(scratch.data), "--trainer.max_epochs",
-                         "1", "--trainer.check_val_every_n_epoch", "1", "--trainer.log_every_n_steps", "1", *QUIET, *extra,
-                         cwd=cwd)  # fmt: skip
+    result = scratch.cli(
+        "fit",
+        "-c",
+        str(CONFIGS / config),
+        "--data.data_dir",
+        str(scratch.data),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--trainer.log_every_n_steps",
+        "1",
+        *QUIET,
+        *extra,
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = runs_in(cwd)
     return cwd, run
 
 
 def _resume(run: Path, *extra: str) -> list[str]:
-    return ["fit", "-c", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
-            "--trainer.max_epochs", "2", *extra, *QUIET]  # fmt: skip
+    return [
+        "fit",
+        "-c",
+        str(run / "config.yaml"),
+        "--ckpt_path",
+        str(run / "checkpoints" / "last.ckpt"),
+        "--trainer.max_epochs",
+        "2",
+        *extra,
+        *QUIET,
+    ]
 
 
 def test_resume_with_new_settings(scratch: Scratch, record):
@@ -51,21 +81,39 @@ def test_resume_with_new_settings(scratch: Scratch, record):
     cwd, run = _resumable(scratch, "lr", "mnist.yaml")
     args = _resume(run, "--model.lr", "0.01", "--data.batch_size", "16", "--trainer.precision", "bf16-mixed")
     result = scratch.cli(*args, cwd=cwd)
-    assert result.returncode == 0 and "Resuming with new settings: lr 0.001 -> 0.01" in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 0 and "Resuming with new settings: lr 0.001 -> 0.01" in result.stderr, result.stderr[
+        -2000:
+    ]
     said = next((line for line in result.stderr.splitlines() if "new data and trainer settings" in line), "")
     assert "batch_size 128 -> 16" in said and "-> bf16-mixed" in said, result.stderr[-2000:]
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == 0.01 and saved["hyper_parameters"]["lr"] == 0.01
-    record(Row(scratch.shown(args), 0, "Resuming with new settings: lr 0.001 -> 0.01; ... data and trainer settings: "
-               "batch_size 128 -> 16, precision ...", "the same run, trained on with the new settings"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(args),
+            0,
+            "Resuming with new settings: lr 0.001 -> 0.01; ... data and trainer settings: "
+            "batch_size 128 -> 16, precision ...",
+            "the same run, trained on with the new settings",
+        )
+    )
 
 
 def test_resume_with_fewer_epochs_than_done(scratch: Scratch, record):
     """`fit --ckpt_path last.ckpt --trainer.max_epochs` below the epochs the run has trained"""
     cwd, run = _resumable(scratch, "fewer", "mnist.yaml", "--trainer.max_epochs", "2")
     before = (run / "config.yaml").read_text()
-    record(check_refused(scratch, _resume(run, "--trainer.max_epochs", "1"), 1, "max_epochs 1", "2 epoch", cwd=cwd,
-                   survived="runs: the run and its config.yaml untouched"))  # fmt: skip
+    record(
+        check_refused(
+            scratch,
+            _resume(run, "--trainer.max_epochs", "1"),
+            1,
+            "max_epochs 1",
+            "2 epoch",
+            cwd=cwd,
+            survived="runs: the run and its config.yaml untouched",
+        )
+    )
     assert (run / "config.yaml").read_text() == before
 
 
@@ -86,8 +134,16 @@ def test_a_1cycle_run_resumed_without_it(scratch: Scratch, record):
     """a 1cycle run resumed with one_cycle false"""
     cwd, run = _resumable(scratch, "toggle", "fast.yaml")
     before = (run / "checkpoints" / "last.ckpt").read_bytes()
-    record(check_refused(scratch, _resume(run, "--model.one_cycle", "false"), 1, "one_cycle true", cwd=cwd,
-                   survived="runs: the run untouched"))  # fmt: skip
+    record(
+        check_refused(
+            scratch,
+            _resume(run, "--model.one_cycle", "false"),
+            1,
+            "one_cycle true",
+            cwd=cwd,
+            survived="runs: the run untouched",
+        )
+    )
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
 
 
@@ -95,8 +151,18 @@ def test_nan_loss_in_epoch_2(scratch: Scratch, record):
     """NaN loss in epoch 2"""
     cwd = scratch.folder("nan")
     args = scratch.fit_args("--trainer.max_epochs", "3", "--trainer.callbacks+=helpers.poison.PoisonWeights")
-    record(check_refused(scratch, args, 1, "became NaN or infinite in epoch 1", "last good checkpoint, last.ckpt, is intact",
-                   cwd=cwd, env={"PYTHONPATH": str(TESTS)}, survived="runs: last.ckpt of epoch 1"))  # fmt: skip
+    record(
+        check_refused(
+            scratch,
+            args,
+            1,
+            "became NaN or infinite in epoch 1",
+            "last good checkpoint, last.ckpt, is intact",
+            cwd=cwd,
+            env={"PYTHONPATH": str(TESTS)},
+            survived="runs: last.ckpt of epoch 1",
+        )
+    )
     (run,) = runs_in(cwd)
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["epoch"] == 0 and all(torch.isfinite(t).all() for t in checkpoint["state_dict"].values())
@@ -119,10 +185,18 @@ def test_a_report_written_twice_beside_a_checkpoint(scratch: Scratch, record):
         assert result.returncode == 0, result.stderr[-2000:]
         (ours / "notes.txt").write_text("mine")
     assert json.loads((ours / "metrics.json").read_text())["checkpoint"] == str(ckpt)
-    assert (ours / "notes.txt").read_text() == "mine" and not (ours / "learning_curves.png").exists()  # no curves: no run
+    assert (ours / "notes.txt").read_text() == "mine" and not (
+        ours / "learning_curves.png"
+    ).exists()  # no curves: no run
     assert (theirs / "metrics.json").read_text() == '{"mine": true}' and (theirs / "learning_curves.png").is_file()
-    record(Row(scratch.shown(args).replace("home/", ""), 0, "Report written to models/mine-report",
-               "the user's report/ untouched; the second report replaced the first, the folder's other files kept"))  # fmt: skip
+    record(
+        Row(
+            scratch.shown(args).replace("home/", ""),
+            0,
+            "Report written to models/mine-report",
+            "the user's report/ untouched; the second report replaced the first, the folder's other files kept",
+        )
+    )
 
 
 def _held(lock: Path) -> bool:
@@ -145,7 +219,15 @@ def test_a_second_fit_of_a_run_being_written(scratch: Scratch, record):
     first.wait_for(lambda: _held(run / ".lock"))
     args = _resume(run, "--trainer.max_epochs", "100")  # more than the first can have trained meanwhile
     try:
-        row = check_refused(scratch, args, 1, str(run), f"process {first.process.pid}", cwd=cwd, survived="runs: the run, written by the first")
+        row = check_refused(
+            scratch,
+            args,
+            1,
+            str(run),
+            f"process {first.process.pid}",
+            cwd=cwd,
+            survived="runs: the run, written by the first",
+        )
     finally:
         first.stop(signal.SIGTERM)
     record(Row(scratch.shown(args), row.exit, row.says.replace(str(first.process.pid), "PID"), row.survived))

@@ -13,16 +13,28 @@ GROUP = "settings"
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize(("options", "status", "fragment"), [
-    pytest.param(["--data.batch_sise", "64"], 2, "batch_sise", id="an unknown option"),
-    pytest.param(["--data.batch_size", "many"], 2, "batch_size", id="a wrong type"),
-    pytest.param(["--data.batch_size", "0"], 2, "--data.batch_size 0 is out of range: it must be batch_size>0", id="batch size 0"),
-    pytest.param(["--model.lr", "-0.1"], 2, "it must be lr>0", id="negative learning rate"),
-    pytest.param(["--data.val_split", "1.5"], 2, "it must be val_split>0 and val_split<1", id="val_split 1.5"),
-    pytest.param(["--data.val_split", "0.001"], 1, "leaves 0 for validation",
-                 id="val_split so small that no image is left for validation"),
-    pytest.param(["--trainer.max_epochs", "-2"], 1, "max_epochs", id="--trainer.max_epochs -2"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("options", "status", "fragment"),
+    [
+        pytest.param(["--data.batch_sise", "64"], 2, "batch_sise", id="an unknown option"),
+        pytest.param(["--data.batch_size", "many"], 2, "batch_size", id="a wrong type"),
+        pytest.param(
+            ["--data.batch_size", "0"],
+            2,
+            "--data.batch_size 0 is out of range: it must be batch_size>0",
+            id="batch size 0",
+        ),
+        pytest.param(["--model.lr", "-0.1"], 2, "it must be lr>0", id="negative learning rate"),
+        pytest.param(["--data.val_split", "1.5"], 2, "it must be val_split>0 and val_split<1", id="val_split 1.5"),
+        pytest.param(
+            ["--data.val_split", "0.001"],
+            1,
+            "leaves 0 for validation",
+            id="val_split so small that no image is left for validation",
+        ),
+        pytest.param(["--trainer.max_epochs", "-2"], 1, "max_epochs", id="--trainer.max_epochs -2"),
+    ],
+)
 def test_refused_setting(scratch: Scratch, record, options, status, fragment):
     record(check_refused(scratch, scratch.fit_args(*options), status, fragment))
 
@@ -36,8 +48,9 @@ def test_a_gpu_without_a_gpu(scratch: Scratch, record):
 def test_bf16_with_gradient_clipping(scratch: Scratch, record):
     """bf16-mixed with gradient clipping"""
     cwd = scratch.folder("clip")
-    args = scratch.fit_args("--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed",
-                            "--trainer.gradient_clip_val", "1")  # fmt: skip
+    args = scratch.fit_args(
+        "--trainer.max_epochs", "1", "--trainer.precision", "bf16-mixed", "--trainer.gradient_clip_val", "1"
+    )
     result = scratch.cli(*args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (runs_in(cwd)[0] / "checkpoints" / "last.ckpt").is_file()
@@ -58,8 +71,16 @@ def test_a_config_file_that_does_not_exist(scratch: Scratch, record):
 
 def test_a_batch_too_big_for_memory(scratch: Scratch, record):
     """a batch too big for memory, under `ulimit -v`"""
-    args = ["test", "--ckpt_path", str(scratch.best), *QUIET, "--data.data_dir", str(many_test_images(scratch)),
-            "--data.eval_batch_size", "1000000"]  # fmt: skip
+    args = [
+        "test",
+        "--ckpt_path",
+        str(scratch.best),
+        *QUIET,
+        "--data.data_dir",
+        str(many_test_images(scratch)),
+        "--data.eval_batch_size",
+        "1000000",
+    ]
     row = check_refused(scratch, args, 1, "out of memory", "--data.eval_batch_size", memory_kb=MEMORY_CAP_KB)
     record(Row(row.command + f"  (ulimit -v {MEMORY_CAP_KB})", row.exit, row.says, row.survived))
 
@@ -90,9 +111,17 @@ def test_an_evaluation_takes_the_scaling_from_its_checkpoint(scratch: Scratch, r
     assert result.returncode == 0, result.stderr[-2000:]
     from mnist_lightning.export import read_pt2_metadata
 
-    assert read_pt2_metadata(out)["scaling"] == f"pixels * {1 / (255 * 0.3081)!r} + {-0.1307 / 0.3081!r}, inside the graph"
-    record(Row("mnist-lightning export --ckpt_path standardized.ckpt --format pt2", 0, "(exports)",
-               "the graph scales as in training: (x/255 - 0.1307) / 0.3081"))  # fmt: skip
+    assert (
+        read_pt2_metadata(out)["scaling"] == f"pixels * {1 / (255 * 0.3081)!r} + {-0.1307 / 0.3081!r}, inside the graph"
+    )
+    record(
+        Row(
+            "mnist-lightning export --ckpt_path standardized.ckpt --format pt2",
+            0,
+            "(exports)",
+            "the graph scales as in training: (x/255 - 0.1307) / 0.3081",
+        )
+    )
 
 
 def test_a_broken_config_given_with_an_equals_sign(scratch: Scratch, record):
@@ -111,5 +140,12 @@ def test_debugging_switched_off_with_zero(scratch: Scratch, record):
 
 def test_serve_on_an_address_litserve_does_not_listen_on(scratch: Scratch, record):
     """`serve --host` a LAN address (the accepted ones: tests/test_serve.py)"""
-    record(check_refused(scratch, ["serve", "--ckpt_path", str(scratch.best), "--host", "192.168.1.5"], 1, "--host 192.168.1.5",
-                   "0.0.0.0"))  # fmt: skip
+    record(
+        check_refused(
+            scratch,
+            ["serve", "--ckpt_path", str(scratch.best), "--host", "192.168.1.5"],
+            1,
+            "--host 192.168.1.5",
+            "0.0.0.0",
+        )
+    )

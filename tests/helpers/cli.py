@@ -23,29 +23,49 @@ def cli_command(*args: str) -> list[str]:
     return [script, *args]
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, memory_kb: int | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, memory_kb: int | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Runs the CLI to its end; memory_kb caps its address space (`ulimit -v`)."""
     command = cli_command(*args)
     if memory_kb:
         command = ["bash", "-c", f'ulimit -v {memory_kb}; exec "$@"', "bash", *command]
-    return subprocess.run(command, check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        command,
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def shell(line: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """A command line pasted into bash, with the installed scripts (the venv's bin/) on PATH."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return subprocess.run(["bash", "-c", line], check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PATH": path})  # fmt: skip
+    return subprocess.run(
+        ["bash", "-c", line],
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PATH": path},
+    )
 
 
 class Started:
     """The CLI running in the background; its output is collected as it comes, to wait on."""
 
     def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
-        self.process = subprocess.Popen(cli_command(*args), cwd=cwd, env={**os.environ, **(env or {})},
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        self.process = subprocess.Popen(
+            cli_command(*args),
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.output = {"stdout": "", "stderr": ""}
         self._readers = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in self.output]
         for reader in self._readers:

@@ -59,8 +59,19 @@ class Scratch:
         return cli(*args, cwd=cwd or self.root, **kwargs)
 
     def fit_args(self, *extra: str, data: Path | None = None) -> list[str]:
-        return ["fit", "-c", str(CONFIG), "--data.data_dir", str(data or self.data),
-                "--data.batch_size", "32", "--trainer.log_every_n_steps", "5", *QUIET, *extra]  # fmt: skip
+        return [
+            "fit",
+            "-c",
+            str(CONFIG),
+            "--data.data_dir",
+            str(data or self.data),
+            "--data.batch_size",
+            "32",
+            "--trainer.log_every_n_steps",
+            "5",
+            *QUIET,
+            *extra,
+        ]
 
     def checkpoint(self, name: str, change: Callable[[dict], object]) -> Path:
         """A copy of the best checkpoint, changed by change(checkpoint)."""
@@ -95,8 +106,15 @@ def one_line(result: subprocess.CompletedProcess[str], exit: int, *fragments: st
         assert fragment in last_line(result), (fragment, last_line(result))
 
 
-def check_refused(s: Scratch, args: list[str], exit: int, *fragments: str, survived: str = "nothing written",
-            cwd: Path | None = None, **kwargs) -> Row:  # fmt: skip
+def check_refused(
+    s: Scratch,
+    args: list[str],
+    exit: int,
+    *fragments: str,
+    survived: str = "nothing written",
+    cwd: Path | None = None,
+    **kwargs,
+) -> Row:
     """Runs args, which must fail with `exit` and one line holding each fragment, leaving no run behind."""
     cwd = cwd or s.folder("cwd")
     result = s.cli(*args, cwd=cwd, **kwargs)
@@ -120,12 +138,18 @@ def many_test_images(s: Scratch) -> Path:
     return data
 
 
-def predict(s: Scratch, path: str, *extra: str, cwd: Path | None = None, **kwargs) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:  # fmt: skip
+def predict(
+    s: Scratch, path: str, *extra: str, cwd: Path | None = None, **kwargs
+) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
     """`predict` of the pictures at path: the result and the CSV's rows (without the header)."""
     cwd = cwd or s.folder("predict")
-    result = s.cli("predict", "--ckpt_path", str(s.best), "--data.predict_path", path, *QUIET, *extra, cwd=cwd, **kwargs)
+    result = s.cli(
+        "predict", "--ckpt_path", str(s.best), "--data.predict_path", path, *QUIET, *extra, cwd=cwd, **kwargs
+    )
     csv = cwd / "predictions.csv"
-    lines = csv.read_text(errors="surrogateescape").splitlines()[1:] if csv.is_file() else []  # names as the OS gives them
+    lines = (
+        csv.read_text(errors="surrogateescape").splitlines()[1:] if csv.is_file() else []
+    )  # names as the OS gives them
     rows = [line.split(",") for line in lines]
     return result, rows
 

@@ -20,5 +20,5 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert weights_a.keys() == weights_b.keys()
     for name in weights_a:
         assert torch.equal(weights_a[name], weights_b[name]), name  # bit for bit
-    for tag in ("val_loss", "val_acc"):
+    for tag in ("loss/val", "accuracy/val"):
         assert scalars_a[tag][-1] == scalars_b[tag][-1], tag

@@ -19,8 +19,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"serve-{self.port}.log"
         with self.log.open("w") as log:
-            self.process = subprocess.Popen(cli_command("serve", "--ckpt_path", str(ckpt), "--port", str(self.port), *options),
-                                            cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            self.process = subprocess.Popen(
+                cli_command("serve", "--ckpt_path", str(ckpt), "--port", str(self.port), *options),
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 120
         while True:
             try:
