@@ -32,14 +32,14 @@ class TensorBatches(Dataset[Batch]):
         return self.images[index], self.labels[index]
 
     def __getitems__(self, indices: list[int]) -> Batch:
-        # The indices go through numpy: torch.tensor inspects each Python int, ~3x slower.
+        # The indices go through numpy: torch.tensor inspects each Python int (docs/speed.md).
         return self.gather(torch.from_numpy(np.array(indices, dtype=np.int64)))
 
     def gather(self, index: Tensor) -> Batch:
         """The items at `index` as one batch.
 
         index_select copies whole rows; `images[index]` copies byte by byte through
-        advanced indexing, ~4x slower.
+        advanced indexing (docs/speed.md).
         """
         return self.images.index_select(0, index), self.labels.index_select(0, index)
 
@@ -49,7 +49,7 @@ class SampledBatches:
 
     Lightning takes any sized iterable as a dataloader, and calls `set_epoch` on its
     `sampler`. A DataLoader around the same gather adds a Python loop over the indices,
-    a fetcher and a collate to every step (0.5% of an epoch, docs/speed.md); workers
+    a fetcher and a collate to every step (docs/speed.md); workers
     could only add copying between processes to a gather that takes microseconds.
     """
 

@@ -231,8 +231,8 @@ def main(args: ArgsType = None) -> None:
 
     Set MNIST_LIGHTNING_DEBUG=1 to see the full traceback instead.
     """
-    # The progress bar redraws every 25 steps, ~2 times a second on this CPU
-    # (Lightning reads tqdm's own variable; set TQDM_MINITERS to change it).
+    # The progress bar redraws every 25 steps instead of 10: a redraw is not free (docs/speed.md;
+    # Lightning reads tqdm's own variable, so TQDM_MINITERS changes it).
     os.environ.setdefault("TQDM_MINITERS", "25")
     tune_host()  # the process-wide CPU settings
     quiet.install()
@@ -244,8 +244,7 @@ def console() -> None:
     """The `mnist-lightning` command: main(), then a quick exit.
 
     What the command made lives until the process ends; freezing it spares the interpreter's
-    garbage collections over torch's and Lightning's objects at exit, ~0.9 s of every command
-    (docs/speed.md).
+    garbage collections over torch's and Lightning's objects at exit (docs/speed.md).
     """
     try:
         main()

@@ -17,24 +17,22 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
 
 def tune_host() -> None:
-    """Flush denormals, keep freed memory for reuse, skip a failing per-step GPU probe;
-    each measured on real MNIST batches.
+    """Flush denormals, keep freed memory for reuse, skip a failing per-step GPU probe
+    (what each buys, measured on real MNIST batches: docs/speed.md).
 
     - Denormal floats are flushed to zero, as TensorFlow (the notebook's backend)
-      does by default: max-pool's backward met them and ran 3x slower.
+      does by default: max-pool's backward met them and slowed down.
     - glibc hands large freed buffers back to the kernel: those it mmapped (over
       128 KiB at first; it raises that threshold as it frees, so how often depends
       on the order of allocations) and heap beyond its trim threshold. Training
-      steps of batch 128 then faulted fresh zeroed pages back in: up to ~5,000 a
-      step inside a fit (10 ms of system time on our 2-core VM, a third of the
-      step), 0-1,100 in a bare loop from run to run. Fixing the mmap threshold at
-      its 32 MiB maximum and keeping up to 256 MiB of freed heap lets each step
-      reuse the previous step's memory: 0-100 faults a step.
+      steps then faulted fresh zeroed pages back in, thousands a step. Fixing the
+      mmap threshold at its 32 MiB maximum and keeping up to 256 MiB of freed heap
+      lets each step reuse the previous step's memory.
     - Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1, so that asking whether CUDA
       is available never poisons fork. Adam asks at every step; on a machine without
       NVIDIA's driver each answer first fails to load libnvidia-ml and then asks the
-      CUDA runtime anyway (0.1-0.3 ms a step). Without that library the NVML check
-      has nothing to protect, so it is switched off.
+      CUDA runtime anyway. Without that library the NVML check has nothing to
+      protect, so it is switched off.
     """
     torch.set_flush_denormal(True)
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1":

@@ -66,7 +66,7 @@ class MNISTClassifier(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss, _ = self._step("train", batch)
-        every = self.trainer.log_every_n_steps  # a self.log call every step costs 3% (docs/speed.md)
+        every = self.trainer.log_every_n_steps  # a self.log call every step costs time (docs/speed.md)
         if every and (self.global_step + 1) % every == 0:  # the steps Lightning's logger writes
             self.log("loss/train_step", loss, prog_bar=True)
         return loss
@@ -100,7 +100,7 @@ class MNISTClassifier(L.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         """Lightning computes the stage's metrics over the epoch (and every DDP process) and resets
-        them; once an epoch, because logging them every step cost 10% of a step (docs/speed.md)."""
+        them; once an epoch, because logging them every step slows each step (docs/speed.md)."""
         loss, accuracy = self.epoch_metrics[f"{stage}_loss"], self.epoch_metrics[f"{stage}_acc"]
         self.log_dict({f"loss/{stage}": loss, f"accuracy/{stage}": accuracy}, prog_bar=stage == "val")
 

@@ -17,11 +17,9 @@ class NativeBF16(MixedPrecision):
     """Lightning's `bf16-mixed` on the CPU where it pays, `32-true` where it would not.
 
     With AVX512-BF16, oneDNN runs the convolutions and dense layers in bf16 at about
-    twice float32's rate and moves half the bytes: training steps of 128 took 10-11 ms
-    instead of 14-15 on our CPU, and the fast preset reached 99.1% in 15-17 s instead of 22-23.
-    Without those instructions bf16 is emulated: steps took 35 ms with plain AVX-512
-    and 250 ms with AVX2 (oneDNN capped with ONEDNN_MAX_CPU_ISA), so such CPUs train in
-    float32. It decides for CPUs only: a model on a GPU trains in float32 with it
+    twice float32's rate and moves half the bytes. Without those instructions bf16 is
+    emulated and several times slower than float32, so such CPUs train in float32
+    (measurements: docs/speed.md). It decides for CPUs only: a model on a GPU trains in float32 with it
     (choose `--trainer.precision` there).
     Weights and Adam's state stay float32 either way; only the step's arithmetic differs.
     """

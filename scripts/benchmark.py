@@ -130,7 +130,7 @@ class PlainLoop:
             yield
         finally:
             self.elapsed += time.perf_counter() - start
-            torch.set_flush_denormal(True)  # back to the project's setting (MNISTClassifier.setup)
+            torch.set_flush_denormal(True)  # back to the project's setting (host.tune_host)
 
 
 class Peer:
@@ -171,7 +171,7 @@ class Peer:
 
 class Interleave(L.Callback):
     """Times the project's epochs against plain loops, so that all systems meet the same
-    machine: on this shared 2-core VM the same loop's epoch varies by 10-30% from minute
+    machine: on a shared VM the same loop's epoch can drift by tens of percent from minute
     to minute.
 
     `paired`, the loop the overhead is measured against, runs in chunks of `chunk`
