@@ -23,6 +23,7 @@ import lightning as L
 
 import mnist_lightning
 from mnist_lightning.cli import MNISTCLI
+from mnist_lightning.host import tune_host
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,8 +52,9 @@ class OnRequest(L.Callback):
             json.dumps(
                 {
                     "seconds": time.perf_counter() - self.start,
-                    "val_loss": metrics.get("loss/val"),
-                    "val_acc": metrics.get("accuracy/val"),
+                    # (versions before the names TensorBoard shows logged val_loss and val_acc)
+                    "val_loss": metrics.get("loss/val", metrics.get("val_loss")),
+                    "val_acc": metrics.get("accuracy/val", metrics.get("val_acc")),
                 }
             ),
             flush=True,
@@ -76,6 +78,7 @@ def main() -> None:
             "--trainer.enable_progress_bar=false",
             *fit_options,
         ]
+        tune_host()  # what `mnist-lightning` does before it builds the CLI
         cli = MNISTCLI(args=cli_args, run=False)
         cli.trainer.callbacks.append(OnRequest())
         cli.trainer.fit(cli.model, cli.datamodule)
