@@ -93,12 +93,8 @@ class MNISTCLI(LightningCLI):
         Lightning builds a parser per subcommand by reading the Trainer's signature, a quarter
         of a second of every command's start for six parsers it does not use (docs/speed.md).
         """
-        every = {
-            **LightningCLI.subcommands(),
-            "report": {"model", "datamodule"},
-            "export": {"model", "datamodule"},
-            "serve": {"model", "datamodule"},
-        }
+        ours = {name: {"model", "datamodule"} for name in ("report", "export", "serve")}
+        every = {**LightningCLI.subcommands(), **ours}
         typed = invoked_subcommand(self.argv, every)
         return {typed: every[typed]} if typed else every
 
@@ -207,9 +203,7 @@ class MNISTCLI(LightningCLI):
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a plugin the user chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         unused: tuple[type, ...] = ()
-        if self.subcommand != "predict":
-            # Lightning calls every callback at every hook, six a training step, whether
-            # it acts there or not.
+        if self.subcommand != "predict":  # Lightning calls every callback at six hooks a step, acting or not
             unused += (CSVPredictionWriter,)
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.trainer.get("enable_model_summary") is False:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from lightning.pytorch import Trainer
 
+from mnist_lightning.callbacks import TestResults
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.module import MNISTClassifier
@@ -70,9 +71,7 @@ class MNISTTrainer(Trainer):
                 <checkpoint name>-report/ beside a checkpoint kept outside a run. Files that
                 an earlier report of another checkpoint (or anyone else) wrote there are never replaced.
         """
-        # matplotlib and seaborn load only here
-        from mnist_lightning.callbacks import TestResults
-        from mnist_lightning.report import write_report
+        from mnist_lightning.report import write_report  # matplotlib and seaborn load only here
 
         assert ckpt_path is not None and output_dir is not None  # the CLI has checked and chosen them
         results = next((c for c in self.callbacks if isinstance(c, TestResults)), None)

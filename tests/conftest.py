@@ -15,8 +15,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers.cli import CONFIG, cli, only_run
+from helpers.cli import cli, fit_args, only_run
 from helpers.mnist import REAL_MNIST, md5, write_mnist
+from helpers.training import bare_trainer
 from torchvision.datasets import MNIST
 
 
@@ -48,24 +49,8 @@ def fitted_run(synthetic_mnist, tmp_path_factory):
     Tests may add evaluations to the run; none may change what it trained."""
     data_dir, _ = synthetic_mnist
     cwd = tmp_path_factory.mktemp("cwd")
-    result = cli(
-        "fit",
-        "-c",
-        str(CONFIG),
-        "--data.data_dir",
-        str(data_dir),
-        "--data.batch_size",
-        "32",
-        "--model.lr",
-        "0.003",
-        "--trainer.max_epochs",
-        "3",
-        "--trainer.log_every_n_steps",
-        "5",
-        "--trainer.enable_progress_bar",
-        "false",
-        cwd=cwd,
-    )
+    options = ["--model.lr", "0.003", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5"]
+    result = cli(*fit_args(data_dir, *options, "--trainer.enable_progress_bar", "false", batch_size=32), cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return cwd, only_run(cwd), result
 
@@ -79,19 +64,14 @@ def best_checkpoint(fitted_run) -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(synthetic_mnist, tmp_path_factory) -> Path:
     """A checkpoint trained in-process on 8 batches: for fast tests that need saved weights, not a good network."""
-    import lightning as L
 
     from mnist_lightning import MNISTClassifier, MNISTDataModule
 
     root = tmp_path_factory.mktemp("tiny")
-    trainer = L.Trainer(
+    trainer = bare_trainer(
         max_epochs=1,
         limit_train_batches=8,
         limit_val_batches=2,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
         default_root_dir=root,
     )
     trainer.fit(MNISTClassifier(lr=0.003), MNISTDataModule(str(synthetic_mnist[0]), batch_size=32))

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import yaml
-from helpers.cli import CONFIG, QUIET, cli, only_run
+from helpers.cli import QUIET, cli, fit_args, only_run
 from helpers.runs import assert_same_run, final_state
 
 from mnist_lightning.augment import Distortion, _max3x3
@@ -81,21 +81,7 @@ def test_only_training_batches_are_distorted():
 
 
 def fit(data_dir, cwd, *extra):
-    args = [
-        "fit",
-        "-c",
-        str(CONFIG),
-        "--data.data_dir",
-        str(data_dir),
-        "--data.batch_size",
-        "16",
-        "--seed_everything",
-        "7",
-        "--data.augment",
-        json.dumps(AUGMENT),
-        *QUIET,
-        *extra,
-    ]
+    args = fit_args(data_dir, "--seed_everything", "7", "--data.augment", json.dumps(AUGMENT), *QUIET, *extra)
     cwd.mkdir(exist_ok=True)
     result = cli(*args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from helpers.training import bare_trainer
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from mnist_lightning import callbacks
@@ -33,14 +34,10 @@ def test_the_saved_random_state_is_restored_when_the_next_epoch_starts():
 
 def fit_briefly(data_dir, root, model: MNISTClassifier, epochs: int, ckpt_path=None) -> L.Trainer:
     """A few batches an epoch, in this process; the last state saved as root/last.ckpt."""
-    trainer = L.Trainer(
+    trainer = bare_trainer(
         max_epochs=epochs,
         limit_train_batches=4,
         limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=root,
         callbacks=[NewSettingsOnResume()],
     )
@@ -100,14 +97,12 @@ def test_a_1cycle_run_resumed_without_it_goes_on_at_the_constant_rate_given(synt
 def test_a_nan_loss_stops_training_before_the_epoch_is_saved(synthetic_mnist, tmp_path):
     from helpers.poison import PoisonWeights
 
-    trainer = L.Trainer(
+    trainer = bare_trainer(
         max_epochs=3,
         limit_train_batches=6,
         limit_val_batches=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[PoisonWeights(epoch=1, batch=2), StopOnNonFiniteLoss()],
+        enable_checkpointing=True,
         default_root_dir=tmp_path,
     )
     with pytest.raises(UserError, match="became NaN or infinite in epoch 1"):
@@ -119,7 +114,7 @@ def test_a_nan_loss_stops_training_before_the_epoch_is_saved(synthetic_mnist, tm
 def test_the_test_results_are_every_test_image_in_order(synthetic_mnist):
     data = MNISTDataModule(str(synthetic_mnist[0]), eval_batch_size=32)  # 100 test images: the last batch is short
     model, results = MNISTClassifier(), callbacks.TestResults()  # (a Test* name pytest must not collect)
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[results])
+    trainer = bare_trainer(callbacks=[results])
     trainer.test(model, data, verbose=False)
     with torch.inference_mode():
         expected = model.eval()(data.test_set.images.float() / 255).softmax(1)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.training import bare_trainer
 
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.module import MNISTClassifier
@@ -20,12 +20,8 @@ def test_epoch_metrics_are_per_image_means(synthetic_mnist, stage):
     # A learning rate of 1e-9 leaves the weights as they were to ~1e-7, and without
     # dropout the training pass computes what an evaluation pass computes.
     model = MNISTClassifier(lr=1e-9, dropout=0.0)
-    trainer = L.Trainer(
+    trainer = bare_trainer(
         max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=1,
         limit_val_batches=0 if stage == "train" else None,
     )
@@ -47,15 +43,11 @@ def test_epoch_metrics_are_per_image_means(synthetic_mnist, stage):
 
 def test_a_fit_that_logs_no_steps_trains(synthetic_mnist):
     """--trainer.log_every_n_steps 0 (Lightning's "never") trains and logs the epoch's metrics."""
-    trainer = L.Trainer(
+    trainer = bare_trainer(
         max_epochs=1,
         limit_train_batches=3,
         limit_val_batches=1,
         log_every_n_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(MNISTClassifier(), MNISTDataModule(str(synthetic_mnist[0]), batch_size=32))
     assert "loss/train" in trainer.callback_metrics and "loss/train_step" not in trainer.callback_metrics

@@ -3,6 +3,7 @@
 import lightning as L
 import pytest
 import torch
+from helpers.training import bare_trainer
 
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.module import MNISTClassifier
@@ -25,13 +26,9 @@ def test_brief_training_on_real_mnist_learns(real_mnist, tmp_path):
     L.seed_everything(0)
     dm = MNISTDataModule(data_dir=str(real_mnist))
     model = MNISTClassifier()
-    trainer = L.Trainer(
+    trainer = bare_trainer(
         max_epochs=1,
         limit_train_batches=150,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=tmp_path,
     )
     trainer.fit(model, dm)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import CONFIG, QUIET, Started, cli, cli_command, free_port, only_run
+from helpers.cli import fit_args as cli_fit_args
 from helpers.mnist import write_mnist
 from helpers.runs import assert_same_run
 
@@ -20,21 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("uninterrupted")]  # eac
 
 
 def fit_args(data_dir: Path, *extra: str) -> list[str]:
-    return [
-        "fit",
-        "-c",
-        str(CONFIG),
-        "--data.data_dir",
-        str(data_dir),
-        "--data.batch_size",
-        "16",
-        "--trainer.deterministic",
-        "true",
-        "--seed_everything",
-        "7",
-        *QUIET,
-        *extra,
-    ]
+    return cli_fit_args(data_dir, "--trainer.deterministic", "true", "--seed_everything", "7", *QUIET, *extra)
 
 
 @pytest.fixture(scope="module")

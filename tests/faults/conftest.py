@@ -39,11 +39,12 @@ def record(request: pytest.FixtureRequest):
             param = node.callspec.id if hasattr(node, "callspec") else ""
             case = f"{doc} ({param})" if doc and param else doc or param or node.name
             group = getattr(request.module, "GROUP", request.module.__name__)
+            scratch = request.getfixturevalue("scratch")
             entry = {
                 "file": node.path.name,
                 "order": node.session.items.index(node),
                 "input": f"{group}: {case}",
-                **dataclasses.asdict(row),
+                **{k: scratch.relative(v) if isinstance(v, str) else v for k, v in dataclasses.asdict(row).items()},
             }
             name = hashlib.sha1(node.nodeid.encode()).hexdigest()[:16]
             Path(table, f"{name}.json").write_text(json.dumps(entry))

@@ -17,6 +17,11 @@ CONFIG = CONFIGS / "mnist.yaml"
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
 
 
+def fit_args(data_dir: Path, *extra: str, batch_size: int = 16) -> list[str]:
+    """`fit` of configs/mnist.yaml on data_dir in small batches; options in extra come last and win."""
+    return ["fit", "-c", str(CONFIG), "--data.data_dir", str(data_dir), "--data.batch_size", str(batch_size), *extra]
+
+
 def cli_command(*args: str) -> list[str]:
     """The installed `mnist-lightning` script with arguments, as a user would type it."""
     script = shutil.which("mnist-lightning") or str(Path(sys.executable).with_name("mnist-lightning"))

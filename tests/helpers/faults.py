@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from helpers.cli import CONFIG, QUIET, cli, last_line, runs_in
+from helpers.cli import CONFIG, QUIET, cli, fit_args, last_line, runs_in
+
+REPOSITORY = CONFIG.parents[1]
 from helpers.mnist import synthetic_digits, write_mnist
 
 MEMORY_CAP_KB = 5_000_000  # `ulimit -v` for the memory cases: torch itself needs ~4 GB of address space
@@ -59,19 +61,7 @@ class Scratch:
         return cli(*args, cwd=cwd or self.root, **kwargs)
 
     def fit_args(self, *extra: str, data: Path | None = None) -> list[str]:
-        return [
-            "fit",
-            "-c",
-            str(CONFIG),
-            "--data.data_dir",
-            str(data or self.data),
-            "--data.batch_size",
-            "32",
-            "--trainer.log_every_n_steps",
-            "5",
-            *QUIET,
-            *extra,
-        ]
+        return fit_args(data or self.data, "--trainer.log_every_n_steps", "5", *QUIET, *extra, batch_size=32)
 
     def checkpoint(self, name: str, change: Callable[[dict], object]) -> Path:
         """A copy of the best checkpoint, changed by change(checkpoint)."""
@@ -91,6 +81,13 @@ class Scratch:
             for i, (image, label) in enumerate(zip(images, labels)):
                 Image.fromarray(image).resize((84, 84)).save(folder / f"{i:04d}_label{label}.png")
         return folder
+
+    def relative(self, text: str) -> str:
+        """Paths as the table shows them: relative to the scratch folder (the shared run's folder,
+        the repository), the shared synthetic MNIST as `data`."""
+        for folder, shown in ((self.root, ""), (self.best.parents[4], ""), (self.data, "data"), (REPOSITORY, "")):
+            text = text.replace(f"{folder}/", f"{shown}/" if shown else "").replace(str(folder), shown or ".")
+        return text
 
     def shown(self, args: list[str] | tuple[str, ...]) -> str:
         """The command as the table shows it: paths relative to the scratch folder, without QUIET."""
