@@ -1,4 +1,5 @@
-"""The scripts end to end on the synthetic files: time_to_accuracy (two epochs) and the benchmark."""
+"""The scripts end to end on the synthetic files: time_to_accuracy (two epochs), the benchmark, and
+same_training on checkpoints that are and are not the same."""
 
 from __future__ import annotations
 
@@ -103,3 +104,19 @@ def test_robustness_set_and_evaluation(best_checkpoint, tmp_path):
     for source in [*sources, "all"]:
         assert f"| {source} | " in result.stdout
     assert "most common confusions" in result.stdout and (tmp_path / "worst.png").stat().st_size > 1000
+
+
+def test_same_training_tells_a_copy_from_a_changed_checkpoint(tiny_checkpoint, tmp_path):
+    import torch
+
+    copy, changed = tmp_path / "copy.ckpt", tmp_path / "changed.ckpt"
+    copy.write_bytes(tiny_checkpoint.read_bytes())
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
+    checkpoint["state_dict"]["net.0.bias"][3] += 1e-7  # one number, by less than float32 can show at 4 digits
+    checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] = 0.5
+    torch.save(checkpoint, changed)
+    same = run_script("same_training.py", str(tiny_checkpoint), str(copy), cwd=tmp_path)
+    assert same.returncode == 0 and same.stdout.startswith("the same training"), same.stdout + same.stderr
+    other = run_script("same_training.py", str(tiny_checkpoint), str(changed), cwd=tmp_path)
+    assert other.returncode == 1 and "state_dict/net.0.bias" in other.stdout, other.stdout + other.stderr
+    assert "optimizer_states[0]/param_groups[0]/lr" in other.stdout
