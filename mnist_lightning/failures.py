@@ -66,6 +66,11 @@ class Command:
                 raise
             print(f"mnist-lightning: {'' if self.received else 'error: '}{message}", file=sys.stderr)
             sys.exit(128 + self.received[0] if self.received else 1)
+        finally:
+            # A DDP rank that ends with its process group alive tears it down during the interpreter's
+            # exit, which can abort the process (and the launcher then kills the other ranks).
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if os.getpid() != self.pid:
