@@ -123,7 +123,8 @@ class RunLayout(Callback):
             from mnist_lightning.plots import confusion_thumbnail  # matplotlib only when testing
 
             thumbnail = confusion_thumbnail(results.matrix.numpy())
-            trainer.logger.experiment.add_figure("test_confusion_matrix", thumbnail, checkpoint_epoch(trainer))
+            epoch = trainer.logger.evaluated_epoch or 0  # read from the checkpoint as the test started
+            trainer.logger.experiment.add_figure("test_confusion_matrix", thumbnail, epoch)
 
     def on_validation_start(self, trainer: Trainer, pl_module: object) -> None:
         if trainer.state.fn != "fit" and isinstance(trainer.logger, RunLogger):
