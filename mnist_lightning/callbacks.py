@@ -1,9 +1,12 @@
 """What a run does besides the recipe: checkpoints, exact resumes with new settings, the stop
-on a NaN loss, the test's predictions for `report`, the progress bar and SLURM's requeue."""
+on a NaN loss, the stop on a signal, the test's predictions for `report`, the progress bar and
+SLURM's requeue."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning as L
@@ -118,6 +121,44 @@ class SlurmRequeue(L.Callback):
 
     def on_validation_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         self._act(trainer)
+
+
+class StopOnSignal(L.Callback):
+    """Stops any loop at the end of a batch when SIGTERM, SIGINT (Ctrl-C) or SIGHUP arrives.
+
+    Python raises KeyboardInterrupt wherever the main thread is when a signal lands; inside
+    PyTorch's or TensorBoard's code that can leave a lock held, and the process then hangs at
+    exit. Lightning defers only SIGTERM, and only in fit and evaluation; this defers all three,
+    in every loop, and then stops as Ctrl-C does (Lightning's graceful shutdown). The handlers
+    that were there (the CLI's record of the signal, Lightning's SIGTERM handling) still run.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _install(self, *args: Any) -> None:
+        # After the Trainer registered its handlers; it puts back the ones before them when it ends.
+        for signum in self.SIGNALS:
+            if signal.getsignal(signum) != self._on_signal:
+                self.received = None
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
+        previous = self._previous.get(signum)
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, frame)
+
+    def _check(self, *args: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+
+    on_train_start = on_validation_start = on_test_start = on_predict_start = _install
+    on_train_batch_end = on_validation_batch_end = on_test_batch_end = on_predict_batch_end = _check
 
 
 class StopOnNonFiniteLoss(L.Callback):

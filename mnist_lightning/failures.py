@@ -81,8 +81,8 @@ class Command:
                 os.kill(os.getpid(), signum)
             return
         self.received.append(signum)
-        # While a Trainer runs, Lightning calls this among its own SIGTERM handlers and stops
-        # the loops itself at the next batch; otherwise stop here.
+        # While a Trainer's loop runs, callbacks.StopOnSignal (and Lightning, for SIGTERM) calls this
+        # from its own handler and stops the loop at the end of a batch; otherwise stop here.
         if signal.getsignal(signum) == self._on_signal:
             raise KeyboardInterrupt
 

@@ -17,6 +17,7 @@ from mnist_lightning.callbacks import (
     RunProgressBar,
     SlurmRequeue,
     StopOnNonFiniteLoss,
+    StopOnSignal,
     TestResults,
 )
 from mnist_lightning.checkpoint import AtomicCheckpointIO
@@ -28,7 +29,7 @@ from mnist_lightning.summaries import FitSummary, LayerSummary
 
 def callbacks(requeue_signals: list[int] | None = None) -> list[L.Callback]:
     """The best checkpoint by accuracy/val and last.ckpt after every epoch, the layer summary, exact
-    resumes with new settings, the stop on a NaN loss, SLURM's requeue, the test's predictions,
+    resumes with new settings, the stops on a NaN loss and on a signal, SLURM's requeue, the test's predictions,
     TensorBoard's layout and settings, the end-of-fit block.
 
     Args:
@@ -47,6 +48,7 @@ def callbacks(requeue_signals: list[int] | None = None) -> list[L.Callback]:
         RNGState(),
         NewSettingsOnResume(),
         StopOnNonFiniteLoss(),
+        StopOnSignal(),
         TestResults(),
         SlurmRequeue(requeue_signals if requeue_signals is not None else []),
         RunLayout(),

@@ -1,7 +1,11 @@
 """What a run does besides the recipe: the random stream dropout draws from continues across a
-resume, a resume takes the settings given now, a NaN loss stops training, the test's predictions."""
+resume, a resume takes the settings given now, a NaN loss stops training, a signal
+stops a loop when its batch ends, the test's predictions."""
 
 from __future__ import annotations
+
+import os
+import signal
 
 import lightning as L
 import pytest
@@ -121,3 +125,40 @@ def test_the_test_results_are_every_test_image_in_order(synthetic_mnist):
     assert torch.allclose(results.probabilities, expected, atol=1e-6)
     confusion = multiclass_confusion_matrix(expected.argmax(1), data.test_set.labels, 10)
     assert torch.equal(results.matrix, confusion) and results.matrix.sum() == 100
+
+
+class SignalAt(L.Callback):
+    """Sends signum to this process during batch `at` of any loop, in the middle of its step."""
+
+    def __init__(self, signum: int, at: int) -> None:
+        self.signum, self.at, self.batches = signum, at, 0
+
+    def _count(self, trainer, pl_module, batch, batch_idx, *args):
+        self.batches += 1
+        if self.batches == self.at:
+            os.kill(os.getpid(), self.signum)
+
+    on_train_batch_start = on_predict_batch_start = _count
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP, signal.SIGTERM])
+def test_a_signal_during_a_training_step_stops_fit_when_the_step_ends(synthetic_mnist, signum):
+    trainer = bare_trainer(max_epochs=1, limit_val_batches=0, callbacks=[callbacks.StopOnSignal(), SignalAt(signum, 3)])
+    before = {s: signal.getsignal(s) for s in callbacks.StopOnSignal.SIGNALS}
+    with pytest.raises(SystemExit):  # Lightning's graceful shutdown after Ctrl-C
+        trainer.fit(MNISTClassifier(), MNISTDataModule(data_dir=str(synthetic_mnist[0]), batch_size=32))
+    assert trainer.global_step == 3  # the third step finished; no fourth began
+    assert {s: signal.getsignal(s) for s in callbacks.StopOnSignal.SIGNALS if s != signal.SIGINT} == {
+        s: h for s, h in before.items() if s != signal.SIGINT
+    }  # the handlers from before are back (Lightning leaves Ctrl-C ignored while it shuts down)
+    signal.signal(signal.SIGINT, before[signal.SIGINT])
+
+
+def test_sigterm_during_predict_stops_it(synthetic_mnist):
+    stop = callbacks.StopOnSignal()
+    trainer = bare_trainer(callbacks=[stop, SignalAt(signal.SIGTERM, 2)])
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit):
+        trainer.predict(MNISTClassifier(), MNISTDataModule(data_dir=str(synthetic_mnist[0]), eval_batch_size=10))
+    signal.signal(signal.SIGINT, previous)
+    assert stop.received == signal.SIGTERM and trainer.predict_loop.batch_progress.current.processed == 2  # of 10
