@@ -2,7 +2,8 @@
 
     python scripts/robustness_set.py --output robustness [--per_digit 40] [--seed 0]
 
-Up to three sources, each a folder of pictures, and one labels.csv (path, label, source, style):
+Up to seven sources, each a folder of pictures, and one labels.csv (path, label, source, style,
+condition):
 
 - fonts: digits typed in handwriting-style fonts from Debian's font packages (see
   FONT_PACKAGES; `apt-get install` them first), at random sizes, angles, stroke weights
@@ -13,6 +14,10 @@ Up to three sources, each a folder of pictures, and one labels.csv (path, label,
 - scans: other people's handwriting, scanned: UCI's optical digits (43 writers, 8x8
   pixels in 17 grey levels), which scikit-learn ships; printed dark on light and
   enlarged as a coarse scan would be. Skipped, saying so, without scikit-learn.
+- photos, ruled, squared, forms: the canvas strokes written in pen on plain, ruled or squared
+  paper or into a printed form's boxes, and photographed with a phone (scripts/paper_photos.py):
+  the paper turned a little, in even light, uneven light, a shadow, or with a finger, a pen or
+  the table at the frame's edge (the `condition` column, a quarter each); JPEG as phones save.
 
 Nothing here reads MNIST; evaluate checkpoints on the set with scripts/robustness.py.
 """
@@ -26,6 +31,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+from paper_photos import CONDITIONS, photographed
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 FONT_PACKAGES = (
@@ -182,11 +188,17 @@ def main() -> None:
     fonts = handwriting_fonts()
     scans = scanned_digits(np.random.default_rng([args.seed, 1]), args.per_digit)  # the other sources alike without it
     rows = []
-    for source in ("fonts", "canvas", "scans") if scans else ("fonts", "canvas"):
+    photographs = {"photos": "plain", "ruled": "ruled", "squared": "squared", "forms": "form"}
+    for source in [*(("fonts", "canvas", "scans") if scans else ("fonts", "canvas")), *photographs]:
         (args.output / source).mkdir(parents=True, exist_ok=True)
         for digit in range(10):
             for i in range(args.per_digit):
-                if source == "scans":
+                condition = ""
+                if source in photographs:
+                    style, condition = list(DIGITS[digit])[i % len(DIGITS[digit])], CONDITIONS[i % len(CONDITIONS)]
+                    picture = photographed(DIGITS[digit][style], photographs[source], condition, rng)
+                    suffix = ".jpg"
+                elif source == "scans":
                     picture, style, suffix = scans[digit][i], "uci", ".png"
                 elif source == "fonts":
                     font = fonts[(digit + i) % len(fonts)]
@@ -196,12 +208,19 @@ def main() -> None:
                     style = list(DIGITS[digit])[i % len(DIGITS[digit])]
                     picture, suffix = drawn_digit(rng, DIGITS[digit][style]), ".png"
                 path = args.output / source / f"{digit}_{i:03d}{suffix}"
-                picture.save(path, quality=int(rng.integers(60, 95))) if suffix == ".jpg" else picture.save(path)
+                quality = int(rng.integers(80, 96) if source in photographs else rng.integers(60, 95))
+                picture.save(path, quality=quality) if suffix == ".jpg" else picture.save(path)
                 rows.append(
-                    {"path": str(path.relative_to(args.output)), "label": digit, "source": source, "style": style}
+                    {
+                        "path": str(path.relative_to(args.output)),
+                        "label": digit,
+                        "source": source,
+                        "style": style,
+                        "condition": condition,
+                    }
                 )
     with (args.output / "labels.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "source", "style"])
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "source", "style", "condition"])
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {len(rows)} pictures ({len(fonts)} fonts) and labels.csv into {args.output}")
