@@ -2,13 +2,20 @@
 
 MNIST's digits are white on black, size-normalized to fit a 20x20 box with their
 aspect ratio kept, then placed in 28x28 with their centre of mass at the centre.
-A photo or scan of dark ink on paper looks nothing like that until it is redone.
+A photo or scan of dark ink on paper looks nothing like that until it is redone, and
+a phone photo holds more than ink: uneven light and shadows, the lines of ruled or
+squared paper or of a form's boxes, a finger or the table at the frame's edge. Those
+are taken out first (scikit-image and SciPy's ndimage), then MNIST's own steps follow.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
+
+# Pictures are read at most this many pixels on their longer side: the digit ends up 20 pixels tall.
+WORKING_SIDE = 512
+SMALLEST_PHOTO = 40
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -41,20 +48,193 @@ class NoDigit(ValueError):
 
 def mnist_style(image: Image.Image) -> np.ndarray:
     """A 28x28 uint8 digit, white on black, or ValueError when no ink is found."""
-    gray = to_grayscale(image)
+    return centred(find_ink(working_size(to_grayscale(image))))
+
+
+def working_size(gray: np.ndarray) -> np.ndarray:
+    """gray shrunk (averaging) to at most WORKING_SIDE pixels on its longer side."""
+    scale = WORKING_SIDE / max(gray.shape)
+    if scale >= 1:
+        return gray
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    return np.asarray(Image.fromarray(gray, "F").resize(size, Image.Resampling.BOX), dtype=np.float32)
+
+
+def find_ink(gray: np.ndarray) -> np.ndarray:
+    """The digit's ink in [0, 1], 0 elsewhere: bright where gray differs from the paper it is on.
+
+    An evenly lit picture (its edges all one shade: a scan, a drawing, MNIST itself) keeps
+    one paper level, as MNIST's own steps do; otherwise the paper's level is found around
+    every pixel. Printed lines are taken out, and only the strokes that make the digit are kept.
+    """
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = float(np.median(border))
-    if background > 127:  # light paper: make the ink the bright part, as in MNIST
-        gray, background = 255 - gray, 255 - background
-    ink = np.clip(gray - background, 0, None)
+    ink = gray - background if background <= 127 else background - gray
+    # Even: the paper's shades along the edges differ by less than a fifth of the ink's contrast.
+    # Pictures smaller than SMALLEST_PHOTO are drawn or scanned digits, not photos.
+    even = min(gray.shape) < SMALLEST_PHOTO or (
+        np.percentile(border, 95) - np.percentile(border, 5) < 0.2 * np.percentile(np.abs(ink), 99.9)
+    )
+    if not even:
+        ink = _evened_out(gray, light_paper=np.percentile(border, 90) > 127)
+    ink = np.clip(ink, 0, None)
     peak = float(np.percentile(ink, 99.9))
     if peak < 30:  # nothing stands out from the background by more than ~12%
         raise NoDigit("no digit found (the picture is blank or has no contrast)")
-    ink = np.where(ink > 0.25 * peak, np.minimum(ink / peak, 1.0), 0.0)  # drop paper grain and noise
+    lines = _printed_lines(ink > 0.12 * peak)  # found on the faint ink too: pale lines break up at 0.25
+    ink = np.where((ink > 0.25 * peak) & ~lines, np.minimum(ink / peak, 1.0), 0.0)  # drop paper grain and noise
+    return _digit_strokes(ink, specks=not even)
+
+
+def _evened_out(gray: np.ndarray, light_paper: bool) -> np.ndarray:
+    """How much darker (or lighter, on dark paper) each pixel is than the paper around it, on 0-255.
+
+    The paper's level is a morphological opening as wide as a seventh of the picture: strokes
+    are narrower and drop out of it, while shadows, gradients and anything wide (a finger,
+    the table) stay in it and so drop out of the ink. On light paper the difference is taken
+    relative to the paper's brightness, so that ink in a shadow is as dark as ink in the light.
+    """
+    from scipy import ndimage  # with scikit-image, only when a picture is read: the CLI starts faster
+
+    inked = 255 - gray if light_paper else gray
+    size = max(3, round(min(gray.shape) / 7))
+    paper = ndimage.grey_opening(inked, size=(size, size))
+    if not light_paper:
+        return inked - paper
+    return (inked - paper) * 255 / np.maximum(255 - paper, 16)
+
+
+def _printed_lines(mask: np.ndarray) -> np.ndarray:
+    """The pixels of mask on long straight lines that are not writing: the rules of ruled or squared
+    paper (they cross the whole picture), and the sides of printed boxes (they meet at corners
+    or end on other rules and hold writing inside)."""
+    from skimage.transform import probabilistic_hough_line
+
+    h, w = mask.shape
+    shorter = min(h, w)
+    if shorter < SMALLEST_PHOTO:  # too small to hold a ruled page or a form
+        return np.zeros_like(mask)
+    near = np.deg2rad(np.arange(-10, 10.5, 1.0))  # rules as the paper lies, turned a little on the table
+    theta = (np.concatenate([near, np.pi / 2 + near]) + np.pi / 2) % np.pi - np.pi / 2
+    segments = probabilistic_hough_line(
+        mask,
+        threshold=shorter // 5,
+        line_length=int(0.3 * shorter),
+        line_gap=max(2, shorter // 100),
+        theta=theta,
+        rng=0,
+    )
+    if not segments:
+        return np.zeros_like(mask)
+    ends = np.asarray(segments, dtype=np.float64)  # [n, 2 ends, (x, y)]
+    horizontal = np.abs(ends[:, 1, 0] - ends[:, 0, 0]) >= np.abs(ends[:, 1, 1] - ends[:, 0, 1])
+    span = np.where(horizontal, np.abs(ends[:, 1, 0] - ends[:, 0, 0]) / w, np.abs(ends[:, 1, 1] - ends[:, 0, 1]) / h)
+    rules = span >= 0.9
+    tolerance = 0.05 * shorter
+    # Box sides: each end meets a line across it; repeated until only closed figures are left.
+    sides = ~rules
+    while True:
+        kept = rules | sides
+        meets = np.array(
+            [
+                all(_meets(end, ends[kept & (horizontal != horizontal[i])], tolerance) for end in ends[i])
+                for i in range(len(ends))
+            ]
+        )
+        new_sides = sides & meets
+        if (new_sides == sides).all():
+            break
+        sides = new_sides
+    across = np.where(horizontal, ends[:, :, 1].mean(1), ends[:, :, 0].mean(1))[sides]
+    if not (np.diff(np.sort(across)) > 4 * max(1.5, 0.006 * shorter)).any():
+        sides[:] = False  # one stroke between two rules is writing (a 1 on ruled paper), not a box
+    band = max(1.5, 0.006 * shorter)
+    ys, xs = np.nonzero(mask)
+    points = np.stack([xs, ys], axis=1).astype(np.float64)
+    thin = np.array([_thin(points, segment, band) for segment in ends])  # a wide stroke is not a printed line
+    on_rules = _near_segments(points, ends[rules & thin], band)
+    on_sides = _near_segments(points, ends[sides & thin], band)
+    left = mask.sum() - (on_rules | on_sides).sum()
+    if left < 0.1 * (mask.sum() - on_rules.sum()):  # the "box" was the writing itself (a square 0)
+        on_sides[:] = False
+    lines = np.zeros_like(mask)
+    lines[ys[on_rules | on_sides], xs[on_rules | on_sides]] = True
+    return lines
+
+
+def _thin(points: np.ndarray, segment: np.ndarray, band: float) -> bool:
+    """Whether the ink along segment is a thin line: little ink just beside it, where writing only crosses it."""
+    low, high = segment.min(0) - 3 * band, segment.max(0) + 3 * band
+    nearby = points[((points >= low) & (points <= high)).all(1)]
+    distance = _distances(nearby, segment[None])[:, 0]
+    return bool(((distance > band) & (distance <= 3 * band)).sum() <= 0.6 * (distance <= band).sum())
+
+
+def _meets(point: np.ndarray, segments: np.ndarray, tolerance: float) -> bool:
+    """Whether point lies within tolerance of one of the segments ([n, 2, 2])."""
+    return bool(len(segments)) and bool((_distances(point[None], segments) <= tolerance).any())
+
+
+def _near_segments(points: np.ndarray, segments: np.ndarray, band: float) -> np.ndarray:
+    """Which points lie within band of any of the segments."""
+    if not len(segments):
+        return np.zeros(len(points), dtype=bool)
+    return (_distances(points, segments) <= band).any(axis=1)
+
+
+def _distances(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """[points, segments] distances from each point to each segment."""
+    a, b = segments[:, 0], segments[:, 1]
+    ab = b - a
+    t = np.clip(((points[:, None] - a) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-9), 0, 1)
+    return np.linalg.norm(points[:, None] - (a + t[..., None] * ab), axis=-1)
+
+
+def _digit_strokes(ink: np.ndarray, specks: bool) -> np.ndarray:
+    """ink without what is not writing: shapes at the frame's edge (a pen, the rest of a finger,
+    the paper's edge) and specks away from the digit. The digit is the largest shape clear of
+    the edge, unless that is a speck beside a larger shape at the edge (a tightly cropped digit
+    touches it); the strokes near it stay with it (a 5's flag, a 4 in two strokes). Specks, away
+    from the digit or at the edge, are dropped only when `specks` (in an even picture they may be
+    its own strokes)."""
+    from scipy import ndimage
+
+    mask = ink > 0
+    reach = max(1, round(min(ink.shape) / 100))  # strokes broken by a faint pen still belong together
+    labels, count = ndimage.label(ndimage.binary_dilation(mask, iterations=reach), structure=np.ones((3, 3)))
+    if count <= 1:
+        return ink
+    labels = labels * mask
+    index = np.arange(1, count + 1)
+    mass = ndimage.sum_labels(ink, labels, index)
+    boxes = ndimage.find_objects(labels, max_label=count)
+    h, w = ink.shape
+    at_edge = np.array(
+        [b is None or b[0].start == 0 or b[1].start == 0 or b[0].stop == h or b[1].stop == w for b in boxes]
+    )
+    inner = np.where(at_edge, 0.0, mass)
+    main = int(np.argmax(inner)) if inner.max() >= 0.05 * mass.max() else int(np.argmax(mass))
+    top, bottom = boxes[main][0].start, boxes[main][0].stop
+    left, right = boxes[main][1].start, boxes[main][1].stop
+    margin = 0.5 * max(bottom - top, right - left)
+    keep = np.zeros(count + 1, dtype=bool)
+    for i, box in enumerate(boxes):
+        if box is None or at_edge[i] and i != main and (specks or mass[i] >= 0.1 * mass[main]):
+            continue
+        gap_y = max(top - box[0].stop, box[0].start - bottom, 0)
+        gap_x = max(left - box[1].stop, box[1].start - right, 0)
+        keep[i + 1] = not specks or max(gap_y, gap_x) <= margin
+    return np.where(keep[labels], ink, 0.0)
+
+
+def centred(ink: np.ndarray) -> np.ndarray:
+    """MNIST's steps on ink in [0, 1]: cropped to the digit, 20 px on its longer side, centred by mass in 28x28."""
     # Find the digit's box on a blurred copy: strokes survive the blur, isolated
     # specks of sensor or JPEG noise fade below the threshold and cannot widen it.
     radius = max(1.0, min(ink.shape) / 100)
     smooth = np.asarray(_gray_image(ink).filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32)
+    if smooth.max() <= 0:
+        raise NoDigit("no digit found (the picture is blank or has no contrast)")
     ys, xs = np.nonzero(smooth > 0.3 * smooth.max())
     crop = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 

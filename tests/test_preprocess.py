@@ -87,3 +87,65 @@ def test_white_ink_on_transparent_paper_is_a_digit():
     black = Image.merge("RGBA", (*[Image.new("L", (150, 150), 0)] * 3, alpha))
     assert similar(mnist_style(white), mnist_style(black)) > 0.95
     check_mnist_like(mnist_style(white))
+
+
+def seven_on_paper(size: int = 400, pen: int = 12) -> Image.Image:
+    """A dark '7' written across the middle of light paper: the picture every phone photo below spoils."""
+    image = Image.new("L", (size, size), 225)
+    draw = ImageDraw.Draw(image)
+    draw.line([(0.32 * size, 0.3 * size), (0.66 * size, 0.3 * size), (0.45 * size, 0.72 * size)], fill=30, width=pen)
+    return image
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two digits' ink."""
+    return float(((a > 64) & (b > 64)).sum() / ((a > 64) | (b > 64)).sum())
+
+
+def spoiled(change) -> tuple[np.ndarray, np.ndarray]:
+    """The clean seven's digit, and the digit of the seven with change(picture as float array) applied."""
+    clean = seven_on_paper()
+    values = np.asarray(clean, np.float32)
+    return mnist_style(clean), mnist_style(Image.fromarray(np.clip(change(values), 0, 255).astype(np.uint8)))
+
+
+def test_a_shadow_across_the_digit_is_not_ink():
+    def shadow(values):
+        values[:, :230] *= 0.4  # the left part of the page, digit included, in shadow
+        return values
+
+    clean, shaded = spoiled(shadow)
+    assert overlap(clean, shaded) > 0.8
+
+
+def test_light_falling_off_across_the_page_is_not_ink():
+    clean, lit = spoiled(lambda values: values * np.linspace(1.0, 0.35, values.shape[1])[None, :])
+    assert overlap(clean, lit) > 0.8
+
+
+@pytest.mark.parametrize("kind", ["ruled", "squared", "box"])
+def test_printed_lines_through_the_digit_are_not_ink(kind):
+    def lines(values):
+        image = Image.fromarray(values.astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        if kind == "box":
+            draw.rectangle((100, 95, 300, 310), outline=40, width=4)  # the seven touches the box's top
+        else:
+            for y in range(20, 400, 60):  # ruled lines every 60 px; squared adds columns
+                draw.line([(0, y), (400, y + 8)], fill=110, width=3)
+                if kind == "squared":
+                    draw.line([(y + 8, 0), (y, 400)], fill=110, width=3)
+        return np.asarray(image, np.float32)
+
+    clean, lined = spoiled(lines)
+    assert overlap(clean, lined) > 0.7
+
+
+def test_a_thing_at_the_frame_s_edge_is_not_ink():
+    def finger(values):
+        values[300:, 330:] = 60  # a dark finger in the bottom-right corner
+        values[:, :25] = 20  # the table beyond the paper's left edge
+        return values
+
+    clean, fingered = spoiled(finger)
+    assert overlap(clean, fingered) > 0.8
