@@ -71,10 +71,11 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     background = float(np.median(border))
     ink = gray - background if background <= 127 else background - gray
     # Even: the paper's shades along the edges differ by less than a fifth of the ink's contrast.
-    # Pictures smaller than SMALLEST_PHOTO are drawn or scanned digits, not photos.
-    even = min(gray.shape) < SMALLEST_PHOTO or (
-        np.percentile(border, 95) - np.percentile(border, 5) < 0.2 * np.percentile(np.abs(ink), 99.9)
-    )
+    # Even: a small picture (drawn or scanned, not a photo), or shades of paper along the edges
+    # (averaged along them: grain and noise are not light) that differ by less than 30% of the ink's contrast.
+    window = max(1, len(border) // 40)
+    shades = np.convolve(border, np.ones(window) / window, mode="valid")
+    even = min(gray.shape) < SMALLEST_PHOTO or np.ptp(shades) < 0.3 * np.percentile(np.abs(ink), 99.9)
     if not even:
         ink = _evened_out(gray, light_paper=np.percentile(border, 90) > 127)
     ink = np.clip(ink, 0, None)
@@ -106,17 +107,23 @@ def _evened_out(gray: np.ndarray, light_paper: bool) -> np.ndarray:
 
 def _printed_lines(mask: np.ndarray) -> np.ndarray:
     """The pixels of mask on long straight lines that are not writing: the rules of ruled or squared
-    paper (they cross the whole picture), and the sides of printed boxes (they meet at corners
-    or end on other rules and hold writing inside)."""
-    from skimage.transform import probabilistic_hough_line
+    paper (found along most of the picture's width or height, gaps and all), and the sides of
+    printed boxes (they meet at corners or end on rules)."""
+    from skimage.transform import hough_line, hough_line_peaks, probabilistic_hough_line
 
     h, w = mask.shape
     shorter = min(h, w)
     if shorter < SMALLEST_PHOTO:  # too small to hold a ruled page or a form
         return np.zeros_like(mask)
-    near = np.deg2rad(np.arange(-10, 10.5, 1.0))  # rules as the paper lies, turned a little on the table
+    near = np.deg2rad(np.arange(-10, 10.5, 0.5))  # rules as the paper lies, turned a little on the table
     theta = (np.concatenate([near, np.pi / 2 + near]) + np.pi / 2) % np.pi - np.pi / 2
-    segments = probabilistic_hough_line(
+    band = max(1.5, 0.006 * shorter)
+    votes, angles, distances = hough_line(mask, theta=theta)
+    _, angles, distances = hough_line_peaks(
+        votes, angles, distances, threshold=0.3 * shorter, min_distance=max(3, round(2 * band)), num_peaks=80
+    )
+    rules = [r for r in (_across(mask, a, d, band) for a, d in zip(angles, distances)) if r is not None]
+    pieces = probabilistic_hough_line(
         mask,
         threshold=shorter // 5,
         line_length=int(0.3 * shorter),
@@ -124,50 +131,87 @@ def _printed_lines(mask: np.ndarray) -> np.ndarray:
         theta=theta,
         rng=0,
     )
-    if not segments:
+    if not rules and not pieces:
         return np.zeros_like(mask)
-    ends = np.asarray(segments, dtype=np.float64)  # [n, 2 ends, (x, y)]
+    ends = np.asarray(rules + list(pieces), dtype=np.float64).reshape(-1, 2, 2)  # [n, 2 ends, (x, y)]
+    is_rule = np.arange(len(ends)) < len(rules)
     horizontal = np.abs(ends[:, 1, 0] - ends[:, 0, 0]) >= np.abs(ends[:, 1, 1] - ends[:, 0, 1])
-    span = np.where(horizontal, np.abs(ends[:, 1, 0] - ends[:, 0, 0]) / w, np.abs(ends[:, 1, 1] - ends[:, 0, 1]) / h)
-    rules = span >= 0.9
     tolerance = 0.05 * shorter
     # Box sides: each end meets a line across it; repeated until only closed figures are left.
-    sides = ~rules
+    sides = ~is_rule
     while True:
-        kept = rules | sides
+        kept = is_rule | sides
         meets = np.array(
             [
                 all(_meets(end, ends[kept & (horizontal != horizontal[i])], tolerance) for end in ends[i])
                 for i in range(len(ends))
             ]
         )
-        new_sides = sides & meets
-        if (new_sides == sides).all():
+        if (sides & meets == sides).all():
             break
-        sides = new_sides
+        sides &= meets
     across = np.where(horizontal, ends[:, :, 1].mean(1), ends[:, :, 0].mean(1))[sides]
-    if not (np.diff(np.sort(across)) > 4 * max(1.5, 0.006 * shorter)).any():
+    if not (np.diff(np.sort(across)) > 4 * band).any():
         sides[:] = False  # one stroke between two rules is writing (a 1 on ruled paper), not a box
-    band = max(1.5, 0.006 * shorter)
     ys, xs = np.nonzero(mask)
     points = np.stack([xs, ys], axis=1).astype(np.float64)
-    thin = np.array([_thin(points, segment, band) for segment in ends])  # a wide stroke is not a printed line
-    on_rules = _near_segments(points, ends[rules & thin], band)
+    thin = np.array([_thin(mask, segment, band) for segment in ends])  # a wide stroke is not a printed line
+    on_rules = _near_segments(points, ends[is_rule & thin], band)
     on_sides = _near_segments(points, ends[sides & thin], band)
-    left = mask.sum() - (on_rules | on_sides).sum()
-    if left < 0.1 * (mask.sum() - on_rules.sum()):  # the "box" was the writing itself (a square 0)
-        on_sides[:] = False
+    if mask.sum() - (on_rules | on_sides).sum() < 0.1 * (mask.sum() - on_rules.sum()):
+        on_sides[:] = False  # the "box" was the writing itself (a square 0)
     lines = np.zeros_like(mask)
     lines[ys[on_rules | on_sides], xs[on_rules | on_sides]] = True
     return lines
 
 
-def _thin(points: np.ndarray, segment: np.ndarray, band: float) -> bool:
-    """Whether the ink along segment is a thin line: little ink just beside it, where writing only crosses it."""
-    low, high = segment.min(0) - 3 * band, segment.max(0) + 3 * band
-    nearby = points[((points >= low) & (points <= high)).all(1)]
-    distance = _distances(nearby, segment[None])[:, 0]
-    return bool(((distance > band) & (distance <= 3 * band)).sum() <= 0.6 * (distance <= band).sum())
+def _across(mask: np.ndarray, angle: float, distance: float, band: float) -> list[list[float]] | None:
+    """The line (Hough's angle and distance) as a segment across the picture, if mask has ink
+    along at least 3/4 of it (a ruled line, broken by gaps, faint stretches and the writing); else None."""
+    h, w = mask.shape
+    steps = np.arange(max(h, w), dtype=np.float64)
+    if abs(np.cos(angle)) > abs(np.sin(angle)):  # a steep line: x from y
+        ys = steps[steps < h]
+        xs = (distance - ys * np.sin(angle)) / np.cos(angle)
+    else:
+        xs = steps[steps < w]
+        ys = (distance - xs * np.cos(angle)) / np.sin(angle)
+    inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
+    xs, ys = xs[inside], ys[inside]
+    if len(xs) < 0.75 * min(h, w):
+        return None
+    reach = int(np.ceil(band))
+    found = np.zeros(len(xs), dtype=bool)
+    for offset in range(-reach, reach + 1):  # ink within band of the line, across it
+        if abs(np.cos(angle)) > abs(np.sin(angle)):
+            x = np.clip(np.round(xs + offset).astype(int), 0, w - 1)
+            found |= mask[ys.round().astype(int), x]
+        else:
+            y = np.clip(np.round(ys + offset).astype(int), 0, h - 1)
+            found |= mask[y, xs.round().astype(int)]
+    if found.mean() < 0.75:
+        return None
+    return [[xs[0], ys[0]], [xs[-1], ys[-1]]]
+
+
+def _thin(mask: np.ndarray, segment: np.ndarray, band: float) -> bool:
+    """Whether the ink along segment is a thin line: at most places along it, no ink just beside it
+    (writing or a pen crosses a printed line or lies along part of it; a wide stroke has ink beside it all along)."""
+    (x0, y0), (x1, y1) = segment
+    length = max(1.0, float(np.hypot(x1 - x0, y1 - y0)))
+    t = np.linspace(0, 1, int(length) + 1)
+    xs, ys = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+    nx, ny = -(y1 - y0) / length, (x1 - x0) / length  # across the line
+
+    def ink_at(offsets: np.ndarray) -> np.ndarray:
+        x = np.clip(np.round(xs[:, None] + offsets * nx).astype(int), 0, mask.shape[1] - 1)
+        y = np.clip(np.round(ys[:, None] + offsets * ny).astype(int), 0, mask.shape[0] - 1)
+        return mask[y, x].any(axis=1)
+
+    on = ink_at(np.arange(-np.ceil(band), np.ceil(band) + 1))
+    outside = np.arange(np.ceil(band) + 1, np.ceil(3 * band) + 1)
+    beside = ink_at(outside) | ink_at(-outside)
+    return bool(on.any()) and bool(beside[on].mean() <= 0.5)
 
 
 def _meets(point: np.ndarray, segments: np.ndarray, tolerance: float) -> bool:

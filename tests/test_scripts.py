@@ -95,7 +95,7 @@ def test_robustness_set_and_evaluation(best_checkpoint, tmp_path):
     assert made.returncode == 0, made.stderr[-3000:]
     rows = (tmp_path / "set" / "labels.csv").read_text().splitlines()
     sources = {row.split(",")[2] for row in rows[1:]}
-    assert rows[0] == "path,label,source,style" and {"fonts", "canvas"} <= sources
+    assert rows[0] == "path,label,source,style,condition" and {"fonts", "canvas"} <= sources
     assert len(rows) - 1 == 10 * len(sources) and all((tmp_path / "set" / r.split(",")[0]).is_file() for r in rows[1:])
     result = run_script(
         "robustness.py", "--set", "set", "--ckpt", f"tiny={best_checkpoint}", "--figure", "worst.png", cwd=tmp_path
