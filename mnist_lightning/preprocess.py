@@ -69,7 +69,10 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     """
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = float(np.median(border))
-    ink = gray - background if background <= 127 else background - gray
+    low, middle, high = np.percentile(gray, [1, 50, 99])
+    # Light paper: lit paper along most edges, or else ink that lies on the darker side, the longer tail.
+    light_paper = np.percentile(border, 75) > 127 or middle - low > high - middle
+    ink = background - gray if light_paper else gray - background
     # Even: the paper's shades along the edges differ by less than a fifth of the ink's contrast.
     # Even: a small picture (drawn or scanned, not a photo), or shades of paper along the edges
     # (averaged along them: grain and noise are not light) that differ by less than 30% of the ink's contrast.
@@ -77,7 +80,7 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     shades = np.convolve(border, np.ones(window) / window, mode="valid")
     even = min(gray.shape) < SMALLEST_PHOTO or np.ptp(shades) < 0.3 * np.percentile(np.abs(ink), 99.9)
     if not even:
-        ink = _evened_out(gray, light_paper=np.percentile(border, 90) > 127)
+        ink = _evened_out(gray, light_paper)
     ink = np.clip(ink, 0, None)
     peak = float(np.percentile(ink, 99.9))
     if peak < 30:  # nothing stands out from the background by more than ~12%

@@ -6,8 +6,9 @@
 Each checkpoint classifies the set through `mnist-lightning predict`, as a user's
 pictures would be. The tables give accuracy per source and per style, the most common
 confusions, and how many answers `predict` marked doubtful (and how often those were
-right); the figure shows each checkpoint's most confident mistakes, the picture as
-given beside the 28x28 digit the network saw.
+right), and for the photographed sources the same per condition (even light, uneven
+light, shadow, an object at the edge); the figure shows each checkpoint's most confident
+mistakes, the picture as given beside the 28x28 digit the network saw.
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def report(name: str, rows: list[dict[str, str]]) -> None:
         part = [r for r in rows if source in ("all", r["source"])]
         doubtful = [r for r in part if r["doubtful"] == "true"]
         print(f"| {source} | {accuracy(part)} | {len(doubtful)} | {accuracy([r for r in part if r not in doubtful])} |")
+    photographed = [r for r in rows if r.get("condition")]
+    if photographed:
+        print(
+            "\n| condition (photographed sources) | accuracy | doubtful | accuracy where not doubtful |\n|---|---|---|---|"
+        )
+        for condition in sorted({r["condition"] for r in photographed}) + ["all"]:
+            part = [r for r in photographed if condition in ("all", r["condition"])]
+            doubtful = [r for r in part if r["doubtful"] == "true"]
+            sure = [r for r in part if r["doubtful"] != "true"]
+            print(f"| {condition} | {accuracy(part)} | {len(doubtful)} | {accuracy(sure)} |")
     styles = Counter((r["source"], r["style"]) for r in rows)
     worst = sorted(
         styles,

@@ -208,8 +208,12 @@ def main() -> None:
                     style = list(DIGITS[digit])[i % len(DIGITS[digit])]
                     picture, suffix = drawn_digit(rng, DIGITS[digit][style]), ".png"
                 path = args.output / source / f"{digit}_{i:03d}{suffix}"
-                quality = int(rng.integers(80, 96) if source in photographs else rng.integers(60, 95))
-                picture.save(path, quality=quality) if suffix == ".jpg" else picture.save(path)
+                if suffix == ".jpg":  # phones save at 80-95
+                    picture.save(
+                        path, quality=int(rng.integers(80, 96) if source in photographs else rng.integers(60, 95))
+                    )
+                else:
+                    picture.save(path)
                 rows.append(
                     {
                         "path": str(path.relative_to(args.output)),
