@@ -158,9 +158,10 @@ def _printed_lines(mask: np.ndarray) -> np.ndarray:
         sides[:] = False  # one stroke between two rules is writing (a 1 on ruled paper), not a box
     ys, xs = np.nonzero(mask)
     points = np.stack([xs, ys], axis=1).astype(np.float64)
-    thin = np.array([_thin(mask, segment, band) for segment in ends])  # a wide stroke is not a printed line
-    on_rules = _near_segments(points, ends[is_rule & thin], band)
-    on_sides = _near_segments(points, ends[sides & thin], band)
+    thickness = np.array([_thickness(mask, segment, band) for segment in ends])  # a wide stroke is no printed line
+    reach = thickness / 2 + 1
+    on_rules = _near_segments(points, ends[is_rule], reach[is_rule])
+    on_sides = _near_segments(points, ends[sides], reach[sides])
     if mask.sum() - (on_rules | on_sides).sum() < 0.1 * (mask.sum() - on_rules.sum()):
         on_sides[:] = False  # the "box" was the writing itself (a square 0)
     lines = np.zeros_like(mask)
@@ -197,24 +198,29 @@ def _across(mask: np.ndarray, angle: float, distance: float, band: float) -> lis
     return [[xs[0], ys[0]], [xs[-1], ys[-1]]]
 
 
-def _thin(mask: np.ndarray, segment: np.ndarray, band: float) -> bool:
-    """Whether the ink along segment is a thin line: at most places along it, no ink just beside it
-    (writing or a pen crosses a printed line or lies along part of it; a wide stroke has ink beside it all along)."""
+def _thickness(mask: np.ndarray, segment: np.ndarray, band: float) -> float:
+    """How thick the ink along segment is (the median run of ink across it, where there is ink), or
+    infinity where it is no thin line: thicker than 3 bands, or ink just beside it along most of it
+    (writing or a pen crosses a printed line or lies along part of it; a wide stroke has ink all along)."""
     (x0, y0), (x1, y1) = segment
     length = max(1.0, float(np.hypot(x1 - x0, y1 - y0)))
     t = np.linspace(0, 1, int(length) + 1)
     xs, ys = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
     nx, ny = -(y1 - y0) / length, (x1 - x0) / length  # across the line
-
-    def ink_at(offsets: np.ndarray) -> np.ndarray:
-        x = np.clip(np.round(xs[:, None] + offsets * nx).astype(int), 0, mask.shape[1] - 1)
-        y = np.clip(np.round(ys[:, None] + offsets * ny).astype(int), 0, mask.shape[0] - 1)
-        return mask[y, x].any(axis=1)
-
-    on = ink_at(np.arange(-np.ceil(band), np.ceil(band) + 1))
-    outside = np.arange(np.ceil(band) + 1, np.ceil(3 * band) + 1)
-    beside = ink_at(outside) | ink_at(-outside)
-    return bool(on.any()) and bool(beside[on].mean() <= 0.5)
+    offsets = np.arange(-np.ceil(4 * band), np.ceil(4 * band) + 1)
+    x = np.clip(np.round(xs[:, None] + offsets * nx).astype(int), 0, mask.shape[1] - 1)
+    y = np.clip(np.round(ys[:, None] + offsets * ny).astype(int), 0, mask.shape[0] - 1)
+    across = mask[y, x]  # [positions, offsets]
+    centre = len(offsets) // 2
+    on = across[:, centre - int(np.ceil(band)) : centre + int(np.ceil(band)) + 1].any(axis=1)
+    if not on.any():
+        return np.inf
+    thickness = float(np.median(across[on].sum(axis=1)))
+    if thickness > 3 * band:
+        return np.inf
+    edge = int(np.ceil(thickness / 2 + band))
+    beside = across[:, : centre - edge].any(axis=1) | across[:, centre + edge + 1 :].any(axis=1)
+    return thickness if beside[on].mean() <= 0.5 else np.inf
 
 
 def _meets(point: np.ndarray, segments: np.ndarray, tolerance: float) -> bool:
@@ -222,11 +228,12 @@ def _meets(point: np.ndarray, segments: np.ndarray, tolerance: float) -> bool:
     return bool(len(segments)) and bool((_distances(point[None], segments) <= tolerance).any())
 
 
-def _near_segments(points: np.ndarray, segments: np.ndarray, band: float) -> np.ndarray:
-    """Which points lie within band of any of the segments."""
-    if not len(segments):
+def _near_segments(points: np.ndarray, segments: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Which points lie within reach (one per segment; infinite: none) of any of the segments."""
+    keep = np.isfinite(reach)
+    if not keep.any():
         return np.zeros(len(points), dtype=bool)
-    return (_distances(points, segments) <= band).any(axis=1)
+    return (_distances(points, segments[keep]) <= reach[keep]).any(axis=1)
 
 
 def _distances(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
