@@ -73,7 +73,6 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     # Light paper: lit paper along most edges, or else ink that lies on the darker side, the longer tail.
     light_paper = np.percentile(border, 75) > 127 or middle - low > high - middle
     ink = background - gray if light_paper else gray - background
-    # Even: the paper's shades along the edges differ by less than a fifth of the ink's contrast.
     # Even: a small picture (drawn or scanned, not a photo), or shades of paper along the edges
     # (averaged along them: grain and noise are not light) that differ by less than 30% of the ink's contrast.
     window = max(1, len(border) // 40)
