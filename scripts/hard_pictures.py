@@ -18,7 +18,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from PIL import Image
-from preprocess_speed import module_at
+from preprocess_speed import module_at, read
 
 from mnist_lightning import pictures
 
@@ -27,13 +27,11 @@ import matplotlib.pyplot as plt
 
 
 def digit(mnist_style, path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        if image.format == "JPEG" and image.width * image.height > pictures.DRAFT_PIXELS:
-            image.draft(image.mode, (1024, 1024))
-        try:
-            return mnist_style(image)
-        except ValueError:
-            return np.zeros((28, 28), np.uint8)
+    """The digit mnist_style makes of the picture at path; a blank one where it finds none."""
+    try:
+        return read(path, mnist_style)
+    except ValueError:
+        return np.zeros((28, 28), np.uint8)
 
 
 def main() -> None:

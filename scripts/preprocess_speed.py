@@ -51,11 +51,12 @@ def pictures_to_time() -> dict[str, bytes]:
     return files
 
 
-def read(data: bytes, mnist_style) -> None:
-    with Image.open(io.BytesIO(data)) as image:  # as pictures.read_digit opens them
+def read(source: bytes | Path, mnist_style) -> np.ndarray:
+    """A picture (its bytes or its path) opened as pictures.read_digit opens it, made a digit by mnist_style."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
         if image.format == "JPEG" and image.width * image.height > pictures.DRAFT_PIXELS:
             image.draft(image.mode, (1024, 1024))
-        mnist_style(image)
+        return mnist_style(image)
 
 
 def main() -> None:
