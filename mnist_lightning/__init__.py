@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-# Imported on first use, so that `mnist_lightning.preprocess` alone (numpy, Pillow, scikit-image)
+# Imported on first use, so that `mnist_lightning.preprocess` alone (numpy, Pillow, OpenCV)
 # serves a consumer of an exported model who has no PyTorch.
 _CLASSES = {"MNISTClassifier": "module", "MNISTDataModule": "data", "MNISTNet": "model", "trainer": "training"}
 __all__ = list(_CLASSES)

@@ -1,5 +1,5 @@
 """People's pictures of digits: finding the files (a file, a folder or a glob) and reading
-one as an MNIST digit, with numpy, Pillow and scikit-image only (serve and export need no training stack)."""
+one as an MNIST digit, with numpy, Pillow and OpenCV only (serve and export need no training stack)."""
 
 from __future__ import annotations
 

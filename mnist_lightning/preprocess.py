@@ -5,7 +5,7 @@ aspect ratio kept, then placed in 28x28 with their centre of mass at the centre.
 A photo or scan of dark ink on paper looks nothing like that until it is redone, and
 a phone photo holds more than ink: uneven light and shadows, the lines of ruled or
 squared paper or of a form's boxes, a finger or the table at the frame's edge. Those
-are taken out first (scikit-image and SciPy's ndimage), then MNIST's own steps follow.
+are taken out first (with OpenCV), then MNIST's own steps follow.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from PIL import Image, ImageFilter, ImageOps
 # Pictures are read at most this many pixels on their longer side: the digit ends up 20 pixels tall.
 WORKING_SIDE = 512
 SMALLEST_PHOTO = 40
+# Printed lines are searched for this close to horizontal and vertical (paper turned a little on the table), in these steps.
+TURN = np.deg2rad(10)
+STEP = np.deg2rad(0.5)
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -65,7 +68,8 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
 
     An evenly lit picture (its edges all one shade: a scan, a drawing, MNIST itself) keeps
     one paper level, as MNIST's own steps do; otherwise the paper's level is found around
-    every pixel. Printed lines are taken out, and only the strokes that make the digit are kept.
+    every pixel. Printed lines are taken out (writing that crosses or follows one, darker than
+    the print, stays), and only the strokes that make the digit are kept.
     """
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = float(np.median(border))
@@ -85,6 +89,8 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
     if peak < 30:  # nothing stands out from the background by more than ~12%
         raise NoDigit("no digit found (the picture is blank or has no contrast)")
     lines = _printed_lines(ink > 0.12 * peak)  # found on the faint ink too: pale lines break up at 0.25
+    if lines.any():  # writing along or across a pale printed line is darker than the print: it stays
+        lines &= ink < 2 * np.median(ink[lines])
     ink = np.where((ink > 0.25 * peak) & ~lines, np.minimum(ink / peak, 1.0), 0.0)  # drop paper grain and noise
     return _digit_strokes(ink, specks=not even)
 
@@ -97,11 +103,11 @@ def _evened_out(gray: np.ndarray, light_paper: bool) -> np.ndarray:
     the table) stay in it and so drop out of the ink. On light paper the difference is taken
     relative to the paper's brightness, so that ink in a shadow is as dark as ink in the light.
     """
-    from scipy import ndimage  # with scikit-image, only when a picture is read: the CLI starts faster
+    import cv2  # only when a picture is read: the other commands start without it
 
     inked = 255 - gray if light_paper else gray
-    size = max(3, round(min(gray.shape) / 7))
-    paper = ndimage.grey_opening(inked, size=(size, size))
+    size = max(3, round(min(gray.shape) / 7)) | 1  # odd: OpenCV's opening of an even size is shifted by a pixel
+    paper = cv2.morphologyEx(inked, cv2.MORPH_OPEN, np.ones((size, size), np.uint8), borderType=cv2.BORDER_REFLECT)
     if not light_paper:
         return inked - paper
     return (inked - paper) * 255 / np.maximum(255 - paper, 16)
@@ -111,31 +117,22 @@ def _printed_lines(mask: np.ndarray) -> np.ndarray:
     """The pixels of mask on long straight lines that are not writing: the rules of ruled or squared
     paper (found along most of the picture's width or height, gaps and all), and the sides of
     printed boxes (they meet at corners or end on rules)."""
-    from skimage.transform import hough_line, hough_line_peaks, probabilistic_hough_line
+    import cv2
 
     h, w = mask.shape
     shorter = min(h, w)
     if shorter < SMALLEST_PHOTO:  # too small to hold a ruled page or a form
         return np.zeros_like(mask)
-    near = np.deg2rad(np.arange(-10, 10.5, 0.5))  # rules as the paper lies, turned a little on the table
-    theta = (np.concatenate([near, np.pi / 2 + near]) + np.pi / 2) % np.pi - np.pi / 2
     band = max(1.5, 0.006 * shorter)
-    votes, angles, distances = hough_line(mask, theta=theta)
-    _, angles, distances = hough_line_peaks(
-        votes, angles, distances, threshold=0.3 * shorter, min_distance=max(3, round(2 * band)), num_peaks=80
+    image = mask.astype(np.uint8)
+    rules = [r for r in (_across(mask, a, d, band) for a, d in _straight_lines(image, band)) if r is not None]
+    pieces = cv2.HoughLinesP(
+        image, 1, STEP, threshold=shorter // 5, minLineLength=int(0.3 * shorter), maxLineGap=max(2, shorter // 100)
     )
-    rules = [r for r in (_across(mask, a, d, band) for a, d in zip(angles, distances)) if r is not None]
-    pieces = probabilistic_hough_line(
-        mask,
-        threshold=shorter // 5,
-        line_length=int(0.3 * shorter),
-        line_gap=max(2, shorter // 100),
-        theta=theta,
-        rng=0,
-    )
+    pieces = [] if pieces is None else [p for p in pieces.reshape(-1, 2, 2) if _turn(p) <= TURN]
     if not rules and not pieces:
         return np.zeros_like(mask)
-    ends = np.asarray(rules + list(pieces), dtype=np.float64).reshape(-1, 2, 2)  # [n, 2 ends, (x, y)]
+    ends = np.asarray(rules + pieces, dtype=np.float64).reshape(-1, 2, 2)  # [n, 2 ends, (x, y)]
     is_rule = np.arange(len(ends)) < len(rules)
     horizontal = np.abs(ends[:, 1, 0] - ends[:, 0, 0]) >= np.abs(ends[:, 1, 1] - ends[:, 0, 1])
     tolerance = 0.05 * shorter
@@ -166,6 +163,40 @@ def _printed_lines(mask: np.ndarray) -> np.ndarray:
     lines = np.zeros_like(mask)
     lines[ys[on_rules | on_sides], xs[on_rules | on_sides]] = True
     return lines
+
+
+def _straight_lines(image: np.ndarray, band: float) -> list[tuple[float, float]]:
+    """(angle, distance) of the whole straight lines with ink along 30% of the picture's shorter side,
+    x cos(angle) + y sin(angle) = distance: each the strongest within 2 bands and 5 degrees, at most 80."""
+    import cv2
+
+    found = []  # [distance, angle, votes]: near vertical (both sides of 0) and near horizontal
+    for low, high in ((0, TURN), (np.pi / 2 - TURN, np.pi / 2 + TURN), (np.pi - TURN, np.pi - STEP / 2)):
+        lines = cv2.HoughLinesWithAccumulator(
+            image, 1, STEP, int(0.3 * min(image.shape)), min_theta=low, max_theta=high
+        )
+        if lines is not None:
+            found.append(lines.reshape(-1, 3))
+    if not found:
+        return []
+    distance, angle, votes = np.concatenate(found).T.astype(np.float64)
+    turned = angle > np.pi / 2 + TURN  # the same line as at angle - pi, with the distance's sign turned
+    distance, angle = np.where(turned, -distance, distance), np.where(turned, angle - np.pi, angle)
+    # Hough's local maxima are many along a thick or noisy line: keep those no stronger one is near.
+    near = (np.abs(distance[:, None] - distance) <= 2 * band) & (np.abs(angle[:, None] - angle) <= np.deg2rad(5))
+    strongest = ~(near & (votes[None, :] > votes[:, None])).any(axis=1)
+    kept: list[tuple[float, float]] = []
+    for i in np.flatnonzero(strongest)[np.argsort(-votes[strongest], kind="stable")]:
+        if all(abs(distance[i] - d) > 2 * band or abs(angle[i] - a) > np.deg2rad(5) for a, d in kept):
+            kept.append((float(angle[i]), float(distance[i])))
+    return kept[:80]
+
+
+def _turn(segment: np.ndarray) -> float:
+    """How far (radians) segment ([2, (x, y)]) is turned from the nearest of horizontal and vertical."""
+    (x0, y0), (x1, y1) = segment
+    angle = np.arctan2(abs(y1 - y0), abs(x1 - x0))
+    return float(min(angle, np.pi / 2 - angle))
 
 
 def _across(mask: np.ndarray, angle: float, distance: float, band: float) -> list[list[float]] | None:
@@ -250,34 +281,30 @@ def _digit_strokes(ink: np.ndarray, specks: bool) -> np.ndarray:
     touches it); the strokes near it stay with it (a 5's flag, a 4 in two strokes). Specks, away
     from the digit or at the edge, are dropped only when `specks` (in an even picture they may be
     its own strokes)."""
-    from scipy import ndimage
+    import cv2
 
     mask = ink > 0
     reach = max(1, round(min(ink.shape) / 100))  # strokes broken by a faint pen still belong together
-    labels, count = ndimage.label(ndimage.binary_dilation(mask, iterations=reach), structure=np.ones((3, 3)))
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    count, labels = cv2.connectedComponents(cv2.dilate(mask.astype(np.uint8), cross, iterations=reach), connectivity=8)
+    count -= 1  # label 0 is the background
     if count <= 1:
         return ink
-    labels = labels * mask
-    index = np.arange(1, count + 1)
-    mass = ndimage.sum_labels(ink, labels, index)
-    boxes = ndimage.find_objects(labels, max_label=count)
-    h, w = ink.shape
-    at_edge = np.array(
-        [b is None or b[0].start == 0 or b[1].start == 0 or b[0].stop == h or b[1].stop == w for b in boxes]
-    )
+    ys, xs = np.nonzero(mask)
+    shape = labels[ys, xs] - 1  # each inked pixel's shape
+    mass = np.bincount(shape, weights=ink[ys, xs], minlength=count)
+    top, left = np.full(count, ink.shape[0]), np.full(count, ink.shape[1])
+    bottom, right = np.zeros(count, dtype=int), np.zeros(count, dtype=int)
+    np.minimum.at(top, shape, ys), np.minimum.at(left, shape, xs)
+    np.maximum.at(bottom, shape, ys + 1), np.maximum.at(right, shape, xs + 1)
+    at_edge = (top == 0) | (left == 0) | (bottom == ink.shape[0]) | (right == ink.shape[1])
     inner = np.where(at_edge, 0.0, mass)
     main = int(np.argmax(inner)) if inner.max() >= 0.05 * mass.max() else int(np.argmax(mass))
-    top, bottom = boxes[main][0].start, boxes[main][0].stop
-    left, right = boxes[main][1].start, boxes[main][1].stop
-    margin = 0.5 * max(bottom - top, right - left)
-    keep = np.zeros(count + 1, dtype=bool)
-    for i, box in enumerate(boxes):
-        if box is None or at_edge[i] and i != main and (specks or mass[i] >= 0.1 * mass[main]):
-            continue
-        gap_y = max(top - box[0].stop, box[0].start - bottom, 0)
-        gap_x = max(left - box[1].stop, box[1].start - right, 0)
-        keep[i + 1] = not specks or max(gap_y, gap_x) <= margin
-    return np.where(keep[labels], ink, 0.0)
+    margin = 0.5 * max(bottom[main] - top[main], right[main] - left[main])
+    gap = np.maximum.reduce([top[main] - bottom, top - bottom[main], left[main] - right, left - right[main], 0 * top])
+    edge_shape = at_edge & (np.arange(count) != main) & (specks | (mass >= 0.1 * mass[main]))
+    keep = ~edge_shape & (~specks | (gap <= margin))
+    return np.where(np.concatenate([[False], keep])[labels] & mask, ink, 0.0)
 
 
 def centred(ink: np.ndarray) -> np.ndarray:
