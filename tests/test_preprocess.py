@@ -141,6 +141,17 @@ def test_printed_lines_through_the_digit_are_not_ink(kind):
     assert overlap(clean, lined) > 0.7
 
 
+def test_writing_along_and_across_a_pale_printed_line_stays():
+    def ruled(values):
+        image = Image.fromarray(values.astype(np.uint8))
+        for y in range(0, 400, 60):  # one rule runs under the seven's bar, the next crosses its stem
+            ImageDraw.Draw(image).line([(0, y), (400, y)], fill=150, width=3)
+        return np.asarray(image, np.float32)
+
+    clean, lined = spoiled(ruled)
+    assert overlap(clean, lined) > 0.8
+
+
 def test_a_thing_at_the_frame_s_edge_is_not_ink():
     def finger(values):
         values[300:, 330:] = 60  # a dark finger in the bottom-right corner
