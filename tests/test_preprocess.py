@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from mnist_lightning.preprocess import mnist_style
 
@@ -150,6 +150,21 @@ def test_writing_along_and_across_a_pale_printed_line_stays():
 
     clean, lined = spoiled(ruled)
     assert overlap(clean, lined) > 0.8
+
+
+def test_dark_printed_lines_are_not_kept_as_writing():
+    def squared(values):  # as dark as the pen, thin, a little blurred and saved as JPEG
+        image = Image.fromarray(values.astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        for y in range(20, 400, 60):
+            draw.line([(0, y), (400, y + 8)], fill=40, width=2)
+            draw.line([(y + 8, 0), (y, 400)], fill=40, width=2)
+        saved = io.BytesIO()
+        image.filter(ImageFilter.GaussianBlur(0.8)).save(saved, "JPEG", quality=85)
+        return np.asarray(Image.open(saved), np.float32)
+
+    clean, lined = spoiled(squared)
+    assert overlap(clean, lined) > 0.7
 
 
 def test_a_thing_at_the_frame_s_edge_is_not_ink():
