@@ -68,8 +68,8 @@ def find_ink(gray: np.ndarray) -> np.ndarray:
 
     An evenly lit picture (its edges all one shade: a scan, a drawing, MNIST itself) keeps
     one paper level, as MNIST's own steps do; otherwise the paper's level is found around
-    every pixel. Printed lines are taken out (writing that crosses or follows one, darker than
-    the print, stays), and only the strokes that make the digit are kept.
+    every pixel. Printed lines are taken out (writing that crosses or follows a pale one stays),
+    and only the strokes that make the digit are kept.
     """
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = float(np.median(border))
