@@ -313,7 +313,8 @@ def _digit_strokes(ink: np.ndarray, specks: bool) -> np.ndarray:
     inner = np.where(at_edge, 0.0, mass)
     main = int(np.argmax(inner)) if inner.max() >= 0.05 * mass.max() else int(np.argmax(mass))
     margin = 0.5 * max(bottom[main] - top[main], right[main] - left[main])
-    gap = np.maximum.reduce([top[main] - bottom, top - bottom[main], left[main] - right, left - right[main], 0 * top])
+    apart = [top[main] - bottom, top - bottom[main], left[main] - right, left - right[main], np.zeros_like(top)]
+    gap = np.maximum.reduce(apart)  # how far each shape's box lies from the digit's, 0 where they overlap
     edge_shape = at_edge & (np.arange(count) != main) & (specks | (mass >= 0.1 * mass[main]))
     keep = ~edge_shape & (~specks | (gap <= margin))
     return np.where(np.concatenate([[False], keep])[labels] & mask, ink, 0.0)
