@@ -1,3 +1,3 @@
-from mnist_lightning.cli import console
+from mnist_lightning.console import console
 
 console()

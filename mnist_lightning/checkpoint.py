@@ -1,39 +1,23 @@
-"""Reading checkpoints safely: no pickled code runs, nothing large is unpacked, nothing broken is used."""
+"""Reading checkpoints safely: no pickled code runs, nothing large is unpacked, nothing broken is used.
+
+It needs torch alone, not Lightning: the command refuses a bad checkpoint before Lightning loads (console.py)."""
 
 from __future__ import annotations
 
-import io
 import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 from packaging.version import InvalidVersion, Version
 
 from mnist_lightning.errors import UserError
-from mnist_lightning.files import write_bytes
 from mnist_lightning.model import MNISTNet
 
 # A checkpoint of this network with Adam's two moments is about 3 MB; anything that
 # unpacks to more than this is not one of ours, and is refused before it is unpacked.
 MAX_UNPACKED_BYTES = 64 * 2**20
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Serialises each checkpoint in memory, writes it to a temporary file beside its
-    target, then renames it into place.
-
-    Lightning's writer stages the file in the system temp directory and moves it from
-    there (a copy, when /tmp is another file system: a kill leaves last.ckpt cut short);
-    and torch.save reports a full disk as a RuntimeError, Python's own writes as OSError.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        write_bytes(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

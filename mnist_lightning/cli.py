@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
@@ -17,7 +16,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 
 from mnist_lightning import quiet, runs, settings, training
-from mnist_lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
+from mnist_lightning.checkpoint import load_checkpoint
+from mnist_lightning.console import check_config_files
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.failures import Command
@@ -25,7 +25,7 @@ from mnist_lightning.files import refuse_overwriting_inputs
 from mnist_lightning.host import tune_host
 from mnist_lightning.logger import evaluated
 from mnist_lightning.module import MNISTClassifier
-from mnist_lightning.parser import OneLineParser, check_config_files, invoked_subcommand, plain
+from mnist_lightning.parser import OneLineParser, invoked_subcommand, plain
 from mnist_lightning.predict import CSVPredictionWriter
 from mnist_lightning.subcommands import MNISTTrainer
 from mnist_lightning.summaries import LayerSummary
@@ -201,7 +201,7 @@ class MNISTCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a plugin the user chose
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+            trainer.strategy.checkpoint_io = training.AtomicCheckpointIO()
         unused: tuple[type, ...] = ()
         if self.subcommand != "predict":  # Lightning calls every callback at six hooks a step, acting or not
             unused += (CSVPredictionWriter,)
@@ -232,18 +232,6 @@ def main(args: ArgsType = None) -> None:
     quiet.install()
     command = Command()
     command.run_reporting_failures(lambda: MNISTCLI(args=args, command=command))
-
-
-def console() -> None:
-    """The `mnist-lightning` command: main(), then a quick exit.
-
-    What the command made lives until the process ends; freezing it spares the interpreter's
-    garbage collections over torch's and Lightning's objects at exit (docs/speed.md).
-    """
-    try:
-        main()
-    finally:
-        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -13,16 +13,19 @@ import json
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from mnist_lightning.checkpoint import load_checkpoint
-from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
 from mnist_lightning.files import write_atomically, write_bytes
 from mnist_lightning.model import MNISTNet
-from mnist_lightning.module import MNISTClassifier
+
+if TYPE_CHECKING:  # serve's worker process unpickles Probabilities from here: it needs no Lightning
+    from mnist_lightning.data import MNISTDataModule
+    from mnist_lightning.module import MNISTClassifier
 
 FORMATS = ("onnx", "pt2")
 INPUT = "pixels"

@@ -18,7 +18,7 @@ import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from mnist_lightning.errors import UserError
+from mnist_lightning.errors import UserError, debugging
 
 # kill's default, Ctrl-C, and a closed terminal or ssh session
 STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -58,7 +58,7 @@ class Command:
         except BaseException as err:
             if isinstance(err, SystemExit) and not self.received and err.code in (None, 0):
                 raise  # --help, --print_config
-            if os.environ.get("MNIST_LIGHTNING_DEBUG", "").lower() not in ("", "0", "false", "no"):
+            if debugging():
                 raise
             message = self.stopped_message(self.received[0]) if self.received else explain(err)
             self.discard_empty_run()

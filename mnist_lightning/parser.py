@@ -5,17 +5,12 @@ from __future__ import annotations
 import argparse
 import copy
 import fnmatch
-import itertools
 import re
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
 from jsonargparse import ActionConfigFile
 from lightning.pytorch.cli import LightningArgumentParser
-
-from mnist_lightning.errors import UserError
 
 TRAINER_ESSENTIALS = ("trainer.accelerator", "trainer.devices", "trainer.enable_progress_bar")
 # The options each subcommand's --help lists (by destination; `--help all` lists every one).
@@ -177,26 +172,6 @@ class OneLineParser(LightningArgumentParser):
             message = f"--{key} {value} is out of range: it must be {limits}"
         print(f"mnist-lightning: error: {message} (see {self.prog.replace(' [options]', '')} --help)", file=sys.stderr)
         sys.exit(2)
-
-
-def config_files(args: list[str]) -> list[str]:
-    """The files given with -c/--config (also as --config=FILE)."""
-    files = [value for flag, value in itertools.pairwise(args) if flag in ("-c", "--config")]
-    return files + [arg.split("=", 1)[1] for arg in args if arg.startswith(("--config=", "-c="))]
-
-
-def check_config_files(args: list[str]) -> None:
-    """UserError naming a -c/--config file that is not valid YAML (the parser would say "<unicode string>")."""
-    for value in config_files(args):
-        if Path(value).is_file():
-            try:
-                yaml.safe_load(Path(value).read_text())
-            except yaml.YAMLError as err:
-                mark = getattr(err, "problem_mark", None)
-                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                raise UserError(
-                    f"config file {value} is not valid YAML{where}: {getattr(err, 'problem', err)}"
-                ) from err
 
 
 def invoked_subcommand(argv: list[str], names: dict[str, Any]) -> str | None:

@@ -11,9 +11,9 @@ from jsonargparse import Namespace
 from lightning.pytorch.utilities import rank_zero_info
 
 from mnist_lightning import runs
+from mnist_lightning.console import config_files
 from mnist_lightning.errors import UserError
 from mnist_lightning.mnist_files import RAW_FILES, raw_dir
-from mnist_lightning.parser import config_files
 
 
 def saved_settings(hparams: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -3,11 +3,14 @@ TensorBoard logger, its checkpoints and the command line's CPU settings."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mnist_lightning import quiet
 from mnist_lightning.callbacks import (
@@ -20,11 +23,26 @@ from mnist_lightning.callbacks import (
     StopOnSignal,
     TestResults,
 )
-from mnist_lightning.checkpoint import AtomicCheckpointIO
+from mnist_lightning.files import write_bytes
 from mnist_lightning.host import tune_host
 from mnist_lightning.logger import RunLayout, RunLogger
 from mnist_lightning.runs import RUNS_DIR
 from mnist_lightning.summaries import FitSummary, LayerSummary
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Serialises each checkpoint in memory, writes it to a temporary file beside its
+    target, then renames it into place.
+
+    Lightning's writer stages the file in the system temp directory and moves it from
+    there (a copy, when /tmp is another file system: a kill leaves last.ckpt cut short);
+    and torch.save reports a full disk as a RuntimeError, Python's own writes as OSError.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_bytes(path, buffer.getbuffer())
 
 
 def callbacks(requeue_signals: list[int] | None = None) -> list[L.Callback]:

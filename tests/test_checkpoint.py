@@ -1,4 +1,4 @@
-"""Checkpoints are read weights-only and checked before use, and written atomically."""
+"""Checkpoints are read weights-only and checked before use."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mnist_lightning import cli as cli_module
-from mnist_lightning.checkpoint import AtomicCheckpointIO, check_checkpoint, load_checkpoint
+from mnist_lightning.checkpoint import check_checkpoint, load_checkpoint
 from mnist_lightning.errors import UserError
 from mnist_lightning.model import MNISTNet
 
@@ -93,27 +93,3 @@ def test_checkpoint_that_would_run_code_is_refused_and_never_runs(command, tmp_p
         cli_module.main([command, "--ckpt_path", str(evil)])
     assert exit_.value.code == 1 and "refused to load" in capsys.readouterr().err
     assert not marker.exists()
-
-
-def test_checkpoints_are_written_beside_the_target_then_renamed(tmp_path, monkeypatch):
-    from mnist_lightning.cli import MNISTCLI
-
-    monkeypatch.chdir(tmp_path)
-    trainer = MNISTCLI(args=["--trainer.accelerator", "cpu"], run=False).trainer
-    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
-
-    target = tmp_path / "last.ckpt"
-    io = AtomicCheckpointIO()
-    io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, target)
-
-    real_write_bytes = Path.write_bytes
-
-    def killed_mid_write(self, data):
-        real_write_bytes(self, b"half a checkpoint")
-        raise KeyboardInterrupt  # stands in for the process dying
-
-    monkeypatch.setattr(Path, "write_bytes", killed_mid_write)
-    with pytest.raises(KeyboardInterrupt):
-        io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, target)
-    assert torch.equal(torch.load(target, weights_only=True)["state_dict"]["w"], torch.ones(2))  # the old one, whole
-    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt" or p.name.startswith(".")] == ["last.ckpt"]

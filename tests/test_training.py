@@ -1,4 +1,4 @@
-"""mnist_lightning.trainer(): the Trainer of `mnist-lightning fit`, from Python (in-process, a few batches)."""
+"""mnist_lightning.trainer(): the Trainer of `mnist-lightning fit`, from Python (in-process, a few batches), and its atomic checkpoint writer."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 
 import mnist_lightning
 from mnist_lightning import MNISTClassifier, MNISTDataModule
 from mnist_lightning.logger import RunLogger
 from mnist_lightning.report import epoch_series
+from mnist_lightning.training import AtomicCheckpointIO
 
 SHORT = {
     "limit_train_batches": 3,
@@ -71,3 +73,27 @@ def test_the_trainer_takes_the_trainers_own_arguments(flag, tmp_path):
 def test_a_fit_that_never_validated_says_no_checkpoint_was_saved(synthetic_mnist, tmp_path, capsys):
     fit(tmp_path, synthetic_mnist[0], max_epochs=1, check_val_every_n_epoch=3)
     assert "No checkpoint was saved" in capsys.readouterr().out
+
+
+def test_checkpoints_are_written_beside_the_target_then_renamed(tmp_path, monkeypatch):
+    from mnist_lightning.cli import MNISTCLI
+
+    monkeypatch.chdir(tmp_path)
+    trainer = MNISTCLI(args=["--trainer.accelerator", "cpu"], run=False).trainer
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+    target = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, target)
+
+    real_write_bytes = Path.write_bytes
+
+    def killed_mid_write(self, data):
+        real_write_bytes(self, b"half a checkpoint")
+        raise KeyboardInterrupt  # stands in for the process dying
+
+    monkeypatch.setattr(Path, "write_bytes", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, target)
+    assert torch.equal(torch.load(target, weights_only=True)["state_dict"]["w"], torch.ones(2))  # the old one, whole
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".ckpt" or p.name.startswith(".")] == ["last.ckpt"]
