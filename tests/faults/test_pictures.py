@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers.cli import QUIET
-from helpers.faults import MEMORY_CAP_KB, Row, Scratch, check_refused, predict, warning_about
+from helpers.faults import MEMORY_CAP_KB, Row, Scratch, check_refused, predict
 from helpers.mnist import synthetic_digits
 from PIL import Image
 
@@ -36,95 +38,182 @@ def _paper16(a: np.ndarray, p: Path) -> None:
     Image.fromarray(((1 - a) * 60000).astype(np.uint16)).save(f"{p}.png")
 
 
-@pytest.mark.parametrize(
-    "save",
-    [
-        pytest.param(_png16, id="16-bit PNGs"),
-        pytest.param(_tif32, id="32-bit integer TIFFs"),
-        pytest.param(_tiff, id="32-bit float TIFFs (0-1)"),
-        pytest.param(_paper16, id="dark ink on white paper, 16-bit"),
-    ],
-)
-def test_a_picture_format(scratch: Scratch, record, save: Callable[[np.ndarray, Path], None]):
-    # Each digit in the format under test and as an 8-bit PNG: both must become the same MNIST digit.
-    name = save.__name__.strip("_")
-    folder = scratch.folder(name)
+FORMATS = {
+    "16-bit PNGs": _png16,
+    "32-bit integer TIFFs": _tif32,
+    "32-bit float TIFFs (0-1)": _tiff,
+    "dark ink on white paper, 16-bit": _paper16,
+}
+
+
+def _formats(folder: Path) -> None:
+    """Each synthetic digit in every format under test, and as an 8-bit PNG twin."""
     images, _ = synthetic_digits(6, seed=1)
-    for i, image in enumerate(images):
-        big = np.kron(image, np.ones((3, 3))) / 255
-        save(big, folder / f"{i}")
-        Image.fromarray((big * 255).round().astype(np.uint8)).save(folder / f"{i}_8bit.png")
-    result, rows = predict(scratch, str(folder))
-    assert result.returncode == 0 and "skipped" not in result.stderr, result.stderr[-2000:]
-    assert len(rows) == 12, rows
+    for save in FORMATS.values():
+        sub = folder / save.__name__.strip("_")
+        sub.mkdir()
+        for i, image in enumerate(images):
+            big = np.kron(image, np.ones((3, 3))) / 255
+            save(big, sub / f"{i}")
+            Image.fromarray((big * 255).round().astype(np.uint8)).save(sub / f"{i}_8bit.png")
+
+
+def _huge(folder: Path) -> None:
+    Image.new("L", (12000, 12000)).save(folder / "huge.png", optimize=True)
+
+
+def _junk(folder: Path) -> None:
+    (folder / "broken.png").write_bytes(next(folder.glob("*.png")).read_bytes()[:60])
+    (folder / "notes.txt").write_text("hello")
+
+
+def _blank(folder: Path) -> None:
+    Image.new("L", (50, 50), 255).save(folder / "white.png")
+
+
+def _dds_with_a_damaged_header(path: Path) -> None:
+    """A DDS file whose pixel format flags ask for what Pillow's decoder does not implement."""
+    header = bytearray(b"DDS " + (124).to_bytes(4, "little") + bytes(120))
+    header[12:16] = (28).to_bytes(4, "little")  # height
+    header[16:20] = (28).to_bytes(4, "little")  # width
+    header[76:80] = (32).to_bytes(4, "little")  # pixel format size
+    header[80:84] = (0x80000).to_bytes(4, "little")  # an unknown pixel format flag
+    path.write_bytes(bytes(header) + bytes(28 * 28 * 4))
+
+
+def _choke(folder: Path) -> None:
+    _dds_with_a_damaged_header(folder / "damaged.dds")
+    _dds_with_a_damaged_header(folder / "disguised.png")
+
+
+def _latin1(folder: Path) -> None:
+    shutil.copy(next(folder.glob("*.png")), folder / os.fsdecode(b"caf\xe9.png"))
+
+
+def _frames(folder: Path) -> None:
+    images, _ = synthetic_digits(2, seed=1)
+    frames = [Image.fromarray(image).resize((84, 84)) for image in images]
+    frames[0].save(folder / "a_anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(folder / "b_first_frame.png")
+    white = Image.merge(
+        "RGBA", (*[Image.new("L", (84, 84), 255)] * 3, frames[1])
+    )  # white ink, opaque only on the digit
+    white.save(folder / "c_white_on_transparent.png")
+    Image.fromarray(255 - np.asarray(frames[1])).save(folder / "d_dark_on_white.png")
+
+
+# The cases of a picture among digits: a subfolder each, beside a copy of the 6 digits.
+AMONG_DIGITS = {"huge": _huge, "junk": _junk, "blank": _blank, "choke": _choke, "latin1": _latin1}
+
+
+@dataclass
+class Predicted:
+    folder: Path  # what --data.predict_path named
+    result: subprocess.CompletedProcess[str]
+    csv: bytes  # predictions.csv as written
+
+    def rows(self, sub: str) -> list[list[str]]:
+        """The CSV rows of the pictures in the subfolder `sub` (names as the OS gives them)."""
+        lines = self.csv.decode(errors="surrogateescape").splitlines()[1:]
+        return [line.split(",") for line in lines if line.startswith(f"{self.folder / sub}/")]
+
+    def row(self, says: str, survived: str) -> Row:
+        shown = ["predict", "--ckpt_path", "CKPT", "--data.predict_path", f"{self.folder.name}/"]
+        return Row(f"{' '.join(['mnist-lightning', *shown])}  (ulimit -v {MEMORY_CAP_KB})", 0, says, survived)
+
+
+@pytest.fixture(scope="module")
+def among_digits(scratch: Scratch) -> Predicted:
+    """One `predict` of a folder that holds every case below in a subfolder of its own, under a
+    memory cap: the cases share a process (a start costs seconds) and each checks its own rows."""
+    folder = scratch.folder("pictures")
+    for name, make in AMONG_DIGITS.items():
+        shutil.copytree(scratch.pictures(), folder / name)
+        make(folder / name)
+    for name, make in (("formats", _formats), ("frames", _frames)):
+        (folder / name).mkdir()
+        make(folder / name)
+    cwd = scratch.folder("among")
+    result, _ = predict(scratch, str(folder), cwd=cwd, memory_kb=MEMORY_CAP_KB)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return Predicted(folder, result, (cwd / "predictions.csv").read_bytes())
+
+
+def _skipped(predicted: Predicted, sub: str, name: str) -> str:
+    """The warning that `sub/name` was skipped, as the table shows it."""
+    path = f"{predicted.folder}/{sub}/{name}"
+    line = next((line.strip() for line in predicted.result.stderr.splitlines() if f"skipped {path}:" in line), "")
+    assert line, (path, predicted.result.stderr[-2000:])
+    return line.replace(f"{predicted.folder}/", f"{predicted.folder.name}/")
+
+
+@pytest.mark.parametrize("save", FORMATS.values(), ids=FORMATS.keys())
+def test_a_picture_format(among_digits: Predicted, record, save: Callable[[np.ndarray, Path], None]):
+    # Each digit in the format under test and as an 8-bit PNG: both must become the same MNIST digit.
+    sub = f"formats/{save.__name__.strip('_')}"
+    assert len(among_digits.rows(sub)) == 12 and f"{sub}/" not in among_digits.result.stderr
+    folder = among_digits.folder / sub
     for twin in (f for f in sorted(folder.iterdir()) if "_8bit" not in f.name):
         with Image.open(twin) as a, Image.open(folder / f"{twin.stem}_8bit.png") as b:
             difference = np.abs(mnist_style(a).astype(int) - mnist_style(b).astype(int)).max()
         assert difference <= 2, (twin.name, difference)
     record(
-        Row(
-            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", name + "/"]),
-            0,
-            "(predicts them)",
-            "all 6 read; each the same 28x28 digit as its 8-bit twin (within 2 of 255)",
+        among_digits.row(
+            "(predicts them)", f"all 6 in {sub}/ read; each the same 28x28 digit as its 8-bit twin (within 2 of 255)"
         )
     )
 
 
-def _among_digits(scratch: Scratch, name: str) -> Path:
-    folder = scratch.folder(name)
-    shutil.copytree(scratch.pictures(), folder, dirs_exist_ok=True)
-    return folder
-
-
-def test_a_huge_png_among_digits(scratch: Scratch, record):
+def test_a_huge_png_among_digits(among_digits: Predicted, record):
     """a 12,000 x 12,000 PNG (492 KB) among digits"""
-    folder = _among_digits(scratch, "huge")
-    Image.new("L", (12000, 12000)).save(folder / "huge.png", optimize=True)
-    result, rows = predict(scratch, str(folder), memory_kb=MEMORY_CAP_KB)
-    assert result.returncode == 0 and len(rows) == 6, result.stderr[-2000:]
-    assert "skipped" in result.stderr and "huge.png" in result.stderr
-    record(
-        Row(
-            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "huge/"])
-            + f"  (ulimit -v {MEMORY_CAP_KB})",
-            0,
-            warning_about(result, "huge.png"),
-            "the 6 digits predicted",
-        )
-    )
+    assert len(among_digits.rows("huge")) == 6
+    says = _skipped(among_digits, "huge", "huge.png")
+    record(among_digits.row(says, "the 6 digits in huge/ predicted"))
 
 
-def test_a_damaged_png_and_a_text_file_among_digits(scratch: Scratch, record):
+def test_a_damaged_png_and_a_text_file_among_digits(among_digits: Predicted, record):
     """a damaged PNG and a text file among digits"""
-    folder = _among_digits(scratch, "junk")
-    (folder / "broken.png").write_bytes((scratch.pictures() / min(os.listdir(scratch.pictures()))).read_bytes()[:60])
-    (folder / "notes.txt").write_text("hello")
-    result, rows = predict(scratch, str(folder))
-    assert result.returncode == 0 and len(rows) == 6, result.stderr[-2000:]
-    assert "broken.png" in result.stderr and "notes.txt" in result.stderr
-    record(
-        Row(
-            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "junk/"]),
-            0,
-            warning_about(result, "broken.png"),
-            "the 6 digits predicted",
-        )
-    )
+    assert len(among_digits.rows("junk")) == 6
+    says = _skipped(among_digits, "junk", "broken.png")
+    _skipped(among_digits, "junk", "notes.txt")
+    record(among_digits.row(says, "the 6 digits in junk/ predicted"))
 
 
-def test_a_blank_picture_among_digits(scratch: Scratch, record):
+def test_a_blank_picture_among_digits(among_digits: Predicted, record):
     """a blank picture among digits"""
-    folder = _among_digits(scratch, "blank")
-    Image.new("L", (50, 50), 255).save(folder / "white.png")
-    result, rows = predict(scratch, str(folder))
-    assert result.returncode == 0 and len(rows) == 6 and "no digit found" in result.stderr, result.stderr[-2000:]
+    assert len(among_digits.rows("blank")) == 6
+    says = _skipped(among_digits, "blank", "white.png")
+    assert "no digit found" in says
+    record(among_digits.row(says, "the 6 digits in blank/ predicted"))
+
+
+def test_a_picture_the_decoder_chokes_on(among_digits: Predicted, record):
+    """a damaged DDS (Pillow raises NotImplementedError), also named .png, among digits"""
+    assert len(among_digits.rows("choke")) == 6
+    says = _skipped(among_digits, "choke", "damaged.dds")
+    _skipped(among_digits, "choke", "disguised.png")
+    record(among_digits.row(says, "the 6 digits in choke/ predicted"))
+
+
+def test_a_file_name_that_is_not_utf8(among_digits: Predicted, record):
+    """a picture whose file name is not UTF-8 (caf\\xe9.png)"""
+    assert len(among_digits.rows("latin1")) == 7
+    assert os.fsencode(among_digits.folder / "latin1") + b"/caf\xe9.png" in among_digits.csv  # the bytes on disk
+    record(among_digits.row("(predicts them)", "7 rows for latin1/; the name's bytes as they are on disk"))
+
+
+def test_an_animated_gif_and_white_ink_on_transparent_paper(among_digits: Predicted, record):
+    """an animated GIF, and white ink on transparent paper"""
+    rows = among_digits.rows("frames")
+    assert len(rows) == 4
+    gif, first, white_ink, dark_ink = (row[1:3] for row in sorted(rows))
+    assert gif == first and white_ink == dark_ink  # the same digits as their plain versions: not blank, not inverted
+    says = next(line.strip() for line in among_digits.result.stderr.splitlines() if "a_anim.gif" in line)
+    assert "first of its 2 frames" in says
     record(
-        Row(
-            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "blank/"]),
-            0,
-            warning_about(result, "white.png"),
-            "the 6 digits predicted",
+        among_digits.row(
+            says.replace(f"{among_digits.folder}/", f"{among_digits.folder.name}/")[-150:],
+            "all 4 in frames/ read; each as its plain PNG twin reads",
         )
     )
 
@@ -192,53 +281,6 @@ def test_a_checkpoint_that_carries_an_old_predict_path(scratch: Scratch, record)
     )
 
 
-def _dds_with_a_damaged_header(path: Path) -> None:
-    """A DDS file whose pixel format flags ask for what Pillow's decoder does not implement."""
-    header = bytearray(b"DDS " + (124).to_bytes(4, "little") + bytes(120))
-    header[12:16] = (28).to_bytes(4, "little")  # height
-    header[16:20] = (28).to_bytes(4, "little")  # width
-    header[76:80] = (32).to_bytes(4, "little")  # pixel format size
-    header[80:84] = (0x80000).to_bytes(4, "little")  # an unknown pixel format flag
-    path.write_bytes(bytes(header) + bytes(28 * 28 * 4))
-
-
-def test_a_picture_the_decoder_chokes_on(scratch: Scratch, record):
-    """a damaged DDS (Pillow raises NotImplementedError), also named .png, among digits"""
-    folder = _among_digits(scratch, "choke")
-    _dds_with_a_damaged_header(folder / "damaged.dds")
-    _dds_with_a_damaged_header(folder / "disguised.png")
-    result, rows = predict(scratch, str(folder))
-    assert result.returncode == 0 and len(rows) == 6, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr and "damaged.dds" in result.stderr and "disguised.png" in result.stderr
-    record(
-        Row(
-            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "choke/"]),
-            0,
-            warning_about(result, "damaged.dds"),
-            "the 6 digits predicted",
-        )
-    )
-
-
-def test_a_file_name_that_is_not_utf8(scratch: Scratch, record):
-    """a picture whose file name is not UTF-8 (caf\\xe9.png)"""
-    folder = _among_digits(scratch, "latin1")
-    name = os.fsdecode(b"caf\xe9.png")
-    shutil.copy(next(scratch.pictures().iterdir()), folder / name)
-    result, rows = predict(scratch, str(folder))
-    assert result.returncode == 0 and len(rows) == 7, result.stderr[-2000:]
-    csv = (scratch.root / "predict" / "predictions.csv").read_bytes()
-    assert b"caf\xe9.png" in csv  # the name as the OS gives it
-    record(
-        Row(
-            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "latin1/"]),
-            0,
-            "(predicts them)",
-            "7 rows; the name's bytes as they are on disk",
-        )
-    )
-
-
 @pytest.mark.parametrize("source", ["a FIFO", "/dev/zero"])
 def test_a_predict_path_that_is_no_picture_file(scratch: Scratch, record, source: str):
     """--data.predict_path a FIFO or a device"""
@@ -253,30 +295,3 @@ def test_a_predict_path_that_is_no_picture_file(scratch: Scratch, record, source
         "not a picture file or a folder",
     )
     record(Row(row.command.replace(path, source), row.exit, row.says.replace(path, source), row.survived))
-
-
-def test_an_animated_gif_and_white_ink_on_transparent_paper(scratch: Scratch, record):
-    """an animated GIF, and white ink on transparent paper"""
-    folder = scratch.folder("frames")
-    images, _ = synthetic_digits(2, seed=1)
-    frames = [Image.fromarray(image).resize((84, 84)) for image in images]
-    frames[0].save(folder / "a_anim.gif", save_all=True, append_images=frames[1:])
-    frames[0].save(folder / "b_first_frame.png")
-    white = Image.merge(
-        "RGBA", (*[Image.new("L", (84, 84), 255)] * 3, frames[1])
-    )  # white ink, opaque only on the digit
-    white.save(folder / "c_white_on_transparent.png")
-    Image.fromarray(255 - np.asarray(frames[1])).save(folder / "d_dark_on_white.png")
-    result, rows = predict(scratch, str(folder))
-    assert result.returncode == 0 and len(rows) == 4, result.stderr[-2000:]
-    assert "first of its 2 frames" in result.stderr
-    gif, first, white_ink, dark_ink = (row[1:3] for row in sorted(rows))
-    assert gif == first and white_ink == dark_ink  # the same digits as their plain versions: not blank, not inverted
-    record(
-        Row(
-            scratch.shown(["predict", "--ckpt_path", "CKPT", "--data.predict_path", "frames/"]),
-            0,
-            next(line.strip() for line in result.stderr.splitlines() if "frames" in line)[-150:],
-            "all read; each as its plain PNG twin reads",
-        )
-    )

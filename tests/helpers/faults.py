@@ -149,8 +149,3 @@ def predict(
     )  # names as the OS gives them
     rows = [line.split(",") for line in lines]
     return result, rows
-
-
-def warning_about(result: subprocess.CompletedProcess[str], name: str) -> str:
-    """The warning line that says the file `name` was skipped."""
-    return next((line.strip() for line in result.stderr.splitlines() if name in line and "skipped" in line), "")[-150:]
