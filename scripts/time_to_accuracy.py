@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from mnist_lightning.logger import scalar_events
+from mnist_lightning.mnist_files import RAW_FILES, raw_dir
 from mnist_lightning.report import run_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +78,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder's runs/ (default: a temporary folder)")
     args, fit_options = parser.parse_known_args()
     data_dir = str(Path(args.data_dir).resolve())
+    raw = raw_dir(data_dir)
+    if not all((raw / name).is_file() or (raw / f"{name}.gz").is_file() for name in RAW_FILES):
+        # Checked first: a download inside the first fit would count in its seconds.
+        sys.exit(
+            f"time_to_accuracy: error: MNIST is not in {raw}; put its four files there first ({', '.join(RAW_FILES)})"
+        )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.keep.resolve() if args.keep else Path(tmp)

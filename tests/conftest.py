@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -59,6 +60,15 @@ def fitted_run(synthetic_mnist, tmp_path_factory):
 def best_checkpoint(fitted_run) -> Path:
     """The shared run's best checkpoint (by val_acc)."""
     return next((fitted_run[1] / "checkpoints").glob("epoch*.ckpt"))
+
+
+@pytest.fixture(scope="session")
+def test_set_predictions(best_checkpoint, tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`predict` of the shared run's best checkpoint without a path (the test set): its result and CSV."""
+    cwd = tmp_path_factory.mktemp("test_set")
+    result = cli("predict", "--ckpt_path", str(best_checkpoint), "--trainer.enable_progress_bar", "false", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, cwd / "predictions.csv"
 
 
 @pytest.fixture(scope="session")

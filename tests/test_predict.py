@@ -54,10 +54,9 @@ def test_predict_directory_skips_bad_files_and_writes_csv(best_checkpoint, tmp_p
 
 
 @pytest.mark.slow
-def test_predict_without_path_predicts_the_test_set(best_checkpoint, tmp_path):
-    result = cli("predict", "--ckpt_path", str(best_checkpoint), "--trainer.enable_progress_bar", "false", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
+def test_predict_without_path_predicts_the_test_set(test_set_predictions):
+    result, predictions = test_set_predictions
+    rows = list(csv.DictReader(predictions.open()))
     assert list(rows[0]) == ["index", "label", "prediction", "confidence", "doubtful"] and len(rows) == N_TEST
     accuracy = np.mean([r["label"] == r["prediction"] for r in rows])
     assert accuracy > 0.9
@@ -65,10 +64,8 @@ def test_predict_without_path_predicts_the_test_set(best_checkpoint, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_marks_answers_below_the_threshold_as_doubtful(best_checkpoint, tmp_path):
-    first = cli("predict", "--ckpt_path", str(best_checkpoint), "--trainer.enable_progress_bar", "false", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    confidences = sorted(float(r["confidence"]) for r in csv.DictReader((tmp_path / "predictions.csv").open()))
+def test_predict_marks_answers_below_the_threshold_as_doubtful(test_set_predictions, best_checkpoint, tmp_path):
+    confidences = sorted(float(r["confidence"]) for r in csv.DictReader(test_set_predictions[1].open()))
     threshold = confidences[len(confidences) // 3]  # about a third of the rows fall below it
     result = cli(
         "predict",
