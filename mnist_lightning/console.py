@@ -11,7 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from mnist_lightning.checkpoint import load_checkpoint
 from mnist_lightning.errors import UserError, debugging
 
 # Options that print and exit: what they print is wanted even when a file named beside them is bad.
@@ -21,17 +20,22 @@ PRINT_ONLY = ("-h", "--help", "--print_config")
 def console() -> None:
     """The `mnist-lightning` command: the early checks, cli.main(), then a quick exit.
 
-    What the command made lives until the process ends; freezing it spares the interpreter's
-    garbage collections over torch's and Lightning's objects at exit (docs/speed.md).
+    What the command made lives until the process ends; freezing it at the end spares the
+    interpreter's garbage collections over torch's and Lightning's objects at exit (docs/speed.md).
     """
+    # The imports below make millions of objects that live as long as the process, and Python's
+    # collector would walk them again and again while they load: ~1 s of a start (docs/speed.md).
+    gc.disable()
     try:
         refuse_unusable_files(sys.argv[1:])
+        from mnist_lightning.cli import main  # Lightning, torchmetrics, torchvision: only for a command that can run
     except UserError as err:
         if debugging():
             raise
         sys.exit(f"mnist-lightning: error: {err}")
-    from mnist_lightning.cli import main  # Lightning, torchmetrics, torchvision: only for a command that can run
-
+    finally:
+        gc.freeze()  # what the imports made: later collections skip it
+        gc.enable()
     try:
         main()
     finally:
@@ -46,6 +50,8 @@ def refuse_unusable_files(argv: list[str]) -> None:
     check_config_files(argv)
     ckpt_paths = option_values(argv, "--ckpt_path")
     if ckpt_paths and ckpt_paths[-1].lower() not in ("", "null", "none"):  # the parser keeps the last one
+        from mnist_lightning.checkpoint import load_checkpoint  # torch: imported once console() stopped the collector
+
         load_checkpoint(ckpt_paths[-1])
 
 

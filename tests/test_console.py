@@ -3,12 +3,13 @@ refused before Lightning is imported."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
 import pytest
 
-from mnist_lightning.console import config_files, option_values, refuse_unusable_files
+from mnist_lightning.console import config_files, console, option_values, refuse_unusable_files
 from mnist_lightning.errors import UserError
 
 
@@ -60,3 +61,11 @@ def test_a_refusal_does_not_import_lightning(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     said, imported = result.stdout.splitlines()
     assert said.startswith("mnist-lightning: error: checkpoint nowhere.ckpt does not exist") and imported == "[]"
+
+
+def test_the_collector_is_on_again_after_a_refusal(tmp_path, monkeypatch, capsys):
+    """console() stops Python's collector while it imports; a refusal must not leave it off."""
+    monkeypatch.setattr(sys, "argv", ["mnist-lightning", "test", "--ckpt_path", str(tmp_path / "nowhere.ckpt")])
+    with pytest.raises(SystemExit) as exit_:
+        console()
+    assert "does not exist" in str(exit_.value.code) and gc.isenabled()
