@@ -173,7 +173,7 @@ class MNISTCLI(LightningCLI):
         init = logger.init_args
         init.save_dir, init.name, init.version = str(run.parent.parent), run.parent.name, run.name
         if self.command.run is not None and run.is_dir():  # a SLURM job's first run is made by the logger
-            self.command.lock = runs.hold(run)  # open until the process ends
+            self.command.lock = runs.hold(run)  # open until the command ends
 
     def _run(self, config: Namespace) -> Path | None:
         """The run this command writes into: the checkpoint's, a SLURM job's, or a new one;

@@ -41,7 +41,7 @@ class Command:
     run: Path | None = None  # the run it writes: one it made, or one it continues
     claimed: bool = False  # whether this command made that run (removed if it saved no checkpoint)
     created: list[Path] = field(default_factory=list)  # folders above the run it made (runs/, runs/mnist/)
-    lock: int | None = None  # the run's flock (runs.hold), open until the process ends
+    lock: int | None = None  # the run's flock (runs.hold), open until the command ends
     received: list[int] = field(default_factory=list)  # the stopping signals received
     # SLURM's warning before preemption (SIGUSR1), received but not yet acted on; see callbacks.SlurmRequeue.
     requeue: list[int] = field(default_factory=list)
@@ -71,6 +71,9 @@ class Command:
             # exit, which can abort the process (and the launcher then kills the other ranks).
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
+            if self.lock is not None:  # the run is written: a next command in this process may continue it
+                os.close(self.lock)
+                self.lock = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if os.getpid() != self.pid:

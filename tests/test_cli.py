@@ -10,7 +10,8 @@ import sys
 
 import lightning as L
 import pytest
-from helpers.cli import CONFIG, cli, only_run
+import torch
+from helpers.cli import CONFIG, QUIET, cli, only_run
 from helpers.mnist import N_TRAIN
 from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -323,3 +324,16 @@ def test_only_the_typed_subcommand_gets_a_parser(argv, expected):
 
 
 SUBCOMMANDS = ["fit", "validate", "test", "predict", "report", "export", "serve"]
+
+
+def test_a_second_command_in_one_process_continues_the_run(synthetic_mnist, tmp_path, monkeypatch):
+    """The run's lock is the command's, not the process's: main() twice in a notebook resumes the run."""
+    monkeypatch.chdir(tmp_path)
+    short = ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1", *QUIET]
+    cli_module.main(["fit", "--data.data_dir", str(synthetic_mnist[0]), "--trainer.max_epochs", "1", *short])
+    run = only_run(tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    cli_module.main(
+        ["fit", "-c", str(run / "config.yaml"), "--ckpt_path", str(last), "--trainer.max_epochs", "2", *short]
+    )
+    assert only_run(tmp_path) == run and torch.load(last, weights_only=True)["epoch"] == 1
