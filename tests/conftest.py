@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers.cli import cli, fit_args, only_run
+from helpers.cli import cli, fit_args, in_process, only_run
 from helpers.mnist import REAL_MNIST, md5, write_mnist
 from helpers.training import bare_trainer
 from torchvision.datasets import MNIST
@@ -69,6 +69,14 @@ def test_set_predictions(best_checkpoint, tmp_path_factory) -> tuple[subprocess.
     result = cli("predict", "--ckpt_path", str(best_checkpoint), "--trainer.enable_progress_bar", "false", cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return result, cwd / "predictions.csv"
+
+
+@pytest.fixture(scope="session")
+def best_report(best_checkpoint, tmp_path_factory) -> tuple[Path, str]:
+    """`report` of the shared run's best checkpoint into a folder of its own: the folder, what it printed."""
+    out = tmp_path_factory.mktemp("report")
+    printed = in_process("report", "--ckpt_path", str(best_checkpoint), "--output_dir", str(out), cwd=out)
+    return out, printed
 
 
 @pytest.fixture(scope="session")

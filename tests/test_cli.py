@@ -329,7 +329,15 @@ SUBCOMMANDS = ["fit", "validate", "test", "predict", "report", "export", "serve"
 def test_a_second_command_in_one_process_continues_the_run(synthetic_mnist, tmp_path, monkeypatch):
     """The run's lock is the command's, not the process's: main() twice in a notebook resumes the run."""
     monkeypatch.chdir(tmp_path)
-    short = ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1", *QUIET]
+    short = [
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.log_every_n_steps",
+        "1",
+    ]
+    short += QUIET
     cli_module.main(["fit", "--data.data_dir", str(synthetic_mnist[0]), "--trainer.max_epochs", "1", *short])
     run = only_run(tmp_path)
     last = run / "checkpoints" / "last.ckpt"

@@ -5,34 +5,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers.cli import cli
 from helpers.mnist import N_TEST
 from PIL import Image
 
 from mnist_lightning.report import class_metrics, summary
 
 
-@pytest.fixture(scope="module")
-def report(best_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
-    result = cli(
-        "report",
-        "--ckpt_path",
-        str(best_checkpoint),
-        "--output_dir",
-        str(out),
-        "--trainer.enable_progress_bar",
-        "false",
-        cwd=out,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out, result
-
-
 @pytest.mark.slow
 @pytest.mark.xdist_group("report")
-def test_report_metrics_are_consistent(report, synthetic_mnist):
-    out, result = report
+def test_report_metrics_are_consistent(best_report, synthetic_mnist):
+    out, printed = best_report
     metrics = json.loads((out / "metrics.json").read_text())
     cm = np.array(metrics["confusion_matrix"])
     assert cm.shape == (10, 10) and cm.sum() == metrics["num_samples"] == N_TEST
@@ -41,14 +23,14 @@ def test_report_metrics_are_consistent(report, synthetic_mnist):
     assert [metrics["per_class"][str(d)]["support"] for d in range(10)] == expected_support.tolist()
     assert set(metrics["per_class"]["3"]) == {"precision", "recall", "f1", "support"}
     assert metrics["test_acc"] > 0.9 and metrics["test_loss"] > 0
-    assert f"Test accuracy {metrics['test_acc']:.4f}" in result.stdout
-    assert "most frequent confusions" in result.stdout
+    assert f"Test accuracy {metrics['test_acc']:.4f}" in printed
+    assert "most frequent confusions" in printed
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("report")
-def test_report_writes_every_figure(report):
-    out, _ = report
+def test_report_writes_every_figure(best_report):
+    out, _ = best_report
     for name in ("confusion_matrix", "learning_curves", "samples", "misclassified"):
         with Image.open(out / f"{name}.png") as image:
             assert image.format == "PNG" and image.width > 300, name

@@ -62,15 +62,16 @@ def _resumable(scratch: Scratch, name: str, config: str, *extra: str) -> tuple[P
     return cwd, run
 
 
-def _resume(run: Path, *extra: str) -> list[str]:
+def _resume(run: Path, *extra: str, epochs: int = 2) -> list[str]:
+    last = str(run / "checkpoints" / "last.ckpt")
     return [
         "fit",
         "-c",
         str(run / "config.yaml"),
         "--ckpt_path",
-        str(run / "checkpoints" / "last.ckpt"),
+        last,
         "--trainer.max_epochs",
-        "2",
+        str(epochs),
         *extra,
         *QUIET,
     ]
@@ -106,7 +107,7 @@ def test_resume_with_fewer_epochs_than_done(scratch: Scratch, record):
     record(
         check_refused(
             scratch,
-            _resume(run, "--trainer.max_epochs", "1"),
+            _resume(run, epochs=1),
             1,
             "max_epochs 1",
             "2 epoch",
@@ -117,9 +118,26 @@ def test_resume_with_fewer_epochs_than_done(scratch: Scratch, record):
     assert (run / "config.yaml").read_text() == before
 
 
-def test_a_1cycle_run_resumed_with_more_epochs(scratch: Scratch, record):
+@pytest.fixture(scope="module")
+def cycle_run(scratch: Scratch) -> tuple[Path, Path]:
+    """One epoch of configs/fast.yaml (a 1cycle schedule), for both 1cycle rows: the refused resume
+    leaves it as it was, the other continues it."""
+    return _resumable(scratch, "cycle", "fast.yaml")
+
+
+def test_a_1cycle_run_resumed_without_it(scratch: Scratch, record, cycle_run: tuple[Path, Path]):
+    """a 1cycle run resumed with one_cycle false"""
+    cwd, run = cycle_run
+    before = (run / "checkpoints" / "last.ckpt").read_bytes()
+    done = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1  # 1, or 2 once resumed
+    args = _resume(run, "--model.one_cycle", "false", epochs=done + 1)
+    record(check_refused(scratch, args, 1, "one_cycle true", cwd=cwd, survived="runs: the run untouched"))
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
+
+
+def test_a_1cycle_run_resumed_with_more_epochs(scratch: Scratch, record, cycle_run: tuple[Path, Path]):
     """a 1cycle run resumed with more epochs"""
-    cwd, run = _resumable(scratch, "cycle", "fast.yaml")
+    cwd, run = cycle_run
     args = _resume(run)
     result = scratch.cli(*args, cwd=cwd)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -128,23 +146,6 @@ def test_a_1cycle_run_resumed_with_more_epochs(scratch: Scratch, record):
     schedule = saved["lr_schedulers"][0]
     assert saved["epoch"] == 1 and schedule["total_steps"] == schedule["last_epoch"]  # it ended where it should
     record(Row(scratch.shown(args), 0, line.strip(), "the same run, 2 epochs, schedule rebuilt for 2"))
-
-
-def test_a_1cycle_run_resumed_without_it(scratch: Scratch, record):
-    """a 1cycle run resumed with one_cycle false"""
-    cwd, run = _resumable(scratch, "toggle", "fast.yaml")
-    before = (run / "checkpoints" / "last.ckpt").read_bytes()
-    record(
-        check_refused(
-            scratch,
-            _resume(run, "--model.one_cycle", "false"),
-            1,
-            "one_cycle true",
-            cwd=cwd,
-            survived="runs: the run untouched",
-        )
-    )
-    assert (run / "checkpoints" / "last.ckpt").read_bytes() == before
 
 
 def test_nan_loss_in_epoch_2(scratch: Scratch, record):
@@ -215,9 +216,9 @@ def _held(lock: Path) -> bool:
 def test_a_second_fit_of_a_run_being_written(scratch: Scratch, record):
     """a second `fit --ckpt_path` of a run that another fit is writing"""
     cwd, run = _resumable(scratch, "held", "mnist.yaml")
-    first = Started(*_resume(run, "--trainer.max_epochs", "50", "--data.data_dir", str(scratch.big_data)), cwd=cwd)
+    first = Started(*_resume(run, "--data.data_dir", str(scratch.big_data), epochs=50), cwd=cwd)
     first.wait_for(lambda: _held(run / ".lock"))
-    args = _resume(run, "--trainer.max_epochs", "100")  # more than the first can have trained meanwhile
+    args = _resume(run, epochs=100)  # more than the first can have trained meanwhile
     try:
         row = check_refused(
             scratch,
@@ -238,7 +239,7 @@ def test_a_moved_run_resumed(scratch: Scratch, record):
     _, run = _resumable(scratch, "before-move", "mnist.yaml")
     moved = scratch.folder("after-move") / "runs" / "mnist" / run.name
     shutil.move(run, moved)
-    args = _resume(moved, "--trainer.max_epochs", "3")
+    args = _resume(moved, epochs=3)
     elsewhere = moved.parents[2] / "elsewhere"  # the saved folder's path now leads nowhere
     elsewhere.mkdir()
     result = scratch.cli(*args, cwd=elsewhere)

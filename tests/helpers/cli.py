@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import socket
@@ -44,6 +46,16 @@ def cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def in_process(*args: str, cwd: Path) -> str:
+    """`mnist-lightning ARGS` run by cli.main in this process, in cwd: what it printed. For tests of
+    what a command writes (its files, its numbers); how the installed command behaves is `cli`'s."""
+    from mnist_lightning.cli import main
+
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(io.StringIO()) as printed:
+        main(list(args))
+    return printed.getvalue()
 
 
 def shell(line: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
