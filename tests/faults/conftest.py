@@ -10,10 +10,13 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers.faults import Row, Scratch
+from helpers.mnist import synthetic_digits, write_idx
 
 from mnist_lightning.failures import STOPPING_SIGNALS
 
@@ -21,6 +24,18 @@ from mnist_lightning.failures import STOPPING_SIGNALS
 @pytest.fixture(scope="module")
 def scratch(synthetic_mnist, best_checkpoint, tmp_path_factory) -> Scratch:
     return Scratch(tmp_path_factory.mktemp("faults"), synthetic_mnist[0], best_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def million_test_images(synthetic_mnist, tmp_path_factory) -> Path:
+    """The synthetic MNIST with a test set of a million images (784 MB): for the memory and signal rows."""
+    data = tmp_path_factory.mktemp("million")
+    shutil.copytree(synthetic_mnist[0], data, dirs_exist_ok=True)
+    raw = data / "MNIST" / "raw"
+    images, labels = synthetic_digits(1000, seed=1)
+    write_idx(raw / "t10k-images-idx3-ubyte", np.tile(images, (1000, 1, 1)))
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.tile(labels, 1000))
+    return data
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.cli import QUIET, Started, cli_command, last_line, runs_in
-from helpers.faults import Row, Scratch, many_test_images, one_line
+from helpers.faults import Row, Scratch, one_line
 
 GROUP = "signals"
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_sigterm_before_the_first_epoch_ends(scratch: Scratch, record):
     record(Row("kill -TERM during the first epoch of `fit`", 143, last_line(result), "no run folder left"))
 
 
-def test_sigterm_during_report(scratch: Scratch, record):
+def test_sigterm_during_report(scratch: Scratch, record, million_test_images: Path):
     """SIGTERM during `report`"""
     cwd = scratch.folder("report")
     report = Started(
@@ -78,7 +78,7 @@ def test_sigterm_during_report(scratch: Scratch, record):
         "--ckpt_path",
         str(scratch.best),
         "--data.data_dir",
-        str(many_test_images(scratch)),
+        str(million_test_images),
         "--output_dir",
         str(cwd / "report"),
         "--trainer.enable_model_summary",

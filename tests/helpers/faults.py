@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -119,20 +118,6 @@ def check_refused(
     if "runs" not in survived:
         assert not runs_in(cwd), "a failed command left a run"
     return Row(s.shown(args), result.returncode, last_line(result), survived)
-
-
-def many_test_images(s: Scratch) -> Path:
-    """A test set of a million images (one is repeated: the file is small to write, big in memory)."""
-    from helpers.mnist import write_idx
-
-    data = s.root / "million"
-    if not data.exists():
-        shutil.copytree(s.data, data)
-        raw = data / "MNIST" / "raw"
-        images, labels = synthetic_digits(1000, seed=1)
-        write_idx(raw / "t10k-images-idx3-ubyte", np.tile(images, (1000, 1, 1)))
-        write_idx(raw / "t10k-labels-idx1-ubyte", np.tile(labels, 1000))
-    return data
 
 
 def predict(
