@@ -1,4 +1,4 @@
-"""How long `mnist-lightning` takes to start: `--help` and a refused command, median of N runs.
+"""How long `mnist-lightning` takes to start: `--help` and two refused commands, median of N runs.
 
     python scripts/startup_time.py [--runs 5] [--before DIR]
 
@@ -18,7 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-COMMANDS = {"--help": ["--help"], "test, refused (no such checkpoint)": ["test", "--ckpt_path", "nowhere.ckpt"]}
+COMMANDS = {
+    "--help": ["--help"],
+    "refused by the parser": ["fit", "--model.lr", "-1"],
+    "refused checkpoint": ["test", "--ckpt_path", "nowhere.ckpt"],
+}
 HERE = Path(__file__).resolve().parents[1]
 
 

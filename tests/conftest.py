@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers.cli import cli, fit_args, in_process, only_run
+from helpers.cli import CONFIGS, QUIET, cli, fit_args, in_process, only_run
 from helpers.mnist import REAL_MNIST, md5, write_mnist
 from helpers.training import bare_trainer
 from torchvision.datasets import MNIST
@@ -30,11 +30,30 @@ def synthetic_mnist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
     return data_dir, arrays
 
 
-@pytest.fixture
-def real_mnist() -> Path:
+def _real_mnist() -> Path:
     if not (REAL_MNIST / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip(f"real MNIST not found at {REAL_MNIST} (the project's shared/ folder)")
     return REAL_MNIST
+
+
+@pytest.fixture
+def real_mnist() -> Path:
+    return _real_mnist()
+
+
+@pytest.fixture(scope="session")
+def real_checkpoint(tmp_path_factory) -> Path:
+    """A network that reads real handwriting: one epoch of configs/fast.yaml on real MNIST (cli.main in
+    this process; the installed command's fits are the other tests')."""
+    cwd = tmp_path_factory.mktemp("real")
+    fast = str(CONFIGS / "fast.yaml")
+    real = str(_real_mnist())
+    in_process("fit", "-c", fast, "--data.data_dir", real, "--trainer.max_epochs", "1", *VALIDATED, *QUIET, cwd=cwd)
+    return next((only_run(cwd) / "checkpoints").glob("epoch*.ckpt"))
+
+
+# configs/fast.yaml validates every third epoch: a one-epoch run must validate to save its best checkpoint.
+VALIDATED = ("--trainer.check_val_every_n_epoch", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi import HTTPException
-from helpers.cli import CONFIG, cli, free_port, only_run
+from helpers.cli import cli, free_port
 from helpers.server import Server
 from PIL import Image
 
@@ -152,26 +152,6 @@ def test_ctrl_c_stops_the_whole_server_cleanly(best_checkpoint, tmp_path):
     assert "Traceback" not in running.log.read_text()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{running.url}/health", timeout=5)
-
-
-@pytest.fixture
-def real_checkpoint(real_mnist, tmp_path_factory) -> Path:
-    """A network that reads real handwriting: one epoch of configs/fast.yaml on real MNIST."""
-    cwd = tmp_path_factory.mktemp("real")
-    result = cli(
-        "fit",
-        "-c",
-        str(CONFIG.with_name("fast.yaml")),
-        "--data.data_dir",
-        str(real_mnist),
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.check_val_every_n_epoch",
-        "1",
-        cwd=cwd,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return next((only_run(cwd) / "checkpoints").glob("epoch*.ckpt"))
 
 
 @pytest.mark.slow

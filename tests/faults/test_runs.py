@@ -218,7 +218,8 @@ def test_a_second_fit_of_a_run_being_written(scratch: Scratch, record):
     cwd, run = _resumable(scratch, "held", "mnist.yaml")
     first = Started(*_resume(run, "--data.data_dir", str(scratch.big_data), epochs=50), cwd=cwd)
     first.wait_for(lambda: _held(run / ".lock"))
-    args = _resume(run, epochs=100)  # more than the first can have trained meanwhile
+    first.process.send_signal(signal.SIGSTOP)  # paused, it holds its lock all the same and leaves the CPU to the second
+    args = _resume(run, epochs=100)  # more than the first can have trained
     try:
         row = check_refused(
             scratch,
@@ -230,6 +231,7 @@ def test_a_second_fit_of_a_run_being_written(scratch: Scratch, record):
             survived="runs: the run, written by the first",
         )
     finally:
+        first.process.send_signal(signal.SIGCONT)
         first.stop(signal.SIGTERM)
     record(Row(scratch.shown(args), row.exit, row.says.replace(str(first.process.pid), "PID"), row.survived))
 

@@ -53,8 +53,13 @@ def in_process(*args: str, cwd: Path) -> str:
     what a command writes (its files, its numbers); how the installed command behaves is `cli`'s."""
     from mnist_lightning.cli import main
 
-    with contextlib.chdir(cwd), contextlib.redirect_stdout(io.StringIO()) as printed:
-        main(list(args))
+    argv = sys.argv
+    sys.argv = ["mnist-lightning"]  # LightningCLI warns when the process's own arguments are not its
+    try:
+        with contextlib.chdir(cwd), contextlib.redirect_stdout(io.StringIO()) as printed:
+            main(list(args))
+    finally:
+        sys.argv = argv
     return printed.getvalue()
 
 
