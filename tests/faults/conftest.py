@@ -13,7 +13,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers.faults import Row, Scratch
 from helpers.mnist import synthetic_digits, write_idx
@@ -33,8 +32,8 @@ def million_test_images(synthetic_mnist, tmp_path_factory) -> Path:
     shutil.copytree(synthetic_mnist[0], data, dirs_exist_ok=True)
     raw = data / "MNIST" / "raw"
     images, labels = synthetic_digits(1000, seed=1)
-    write_idx(raw / "t10k-images-idx3-ubyte", np.tile(images, (1000, 1, 1)))
-    write_idx(raw / "t10k-labels-idx1-ubyte", np.tile(labels, 1000))
+    write_idx(raw / "t10k-images-idx3-ubyte", images, repeat=1000)
+    write_idx(raw / "t10k-labels-idx1-ubyte", labels, repeat=1000)
     return data
 
 

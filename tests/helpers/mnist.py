@@ -13,10 +13,15 @@ REAL_MNIST = Path(__file__).resolve().parents[3] / "shared" / "mnist"
 N_TRAIN, N_TEST = 400, 100
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """The IDX format MNIST ships in: magic (0, 0, uint8 type, ndim), big-endian dims, data."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
+def write_idx(path: Path, array: np.ndarray, repeat: int = 1) -> None:
+    """The IDX format MNIST ships in: magic (0, 0, uint8 type, ndim), big-endian dims, data; the
+    array `repeat` times over (written block by block: a big file without a big array)."""
+    shape = (array.shape[0] * repeat, *array.shape[1:])
+    data = array.astype(np.uint8).tobytes()
+    with path.open("wb") as file:
+        file.write(struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *shape))
+        for _ in range(repeat):
+            file.write(data)
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
