@@ -164,35 +164,25 @@ def test_a_picture_format(among_digits: Predicted, record, save: Callable[[np.nd
     )
 
 
-def test_a_huge_png_among_digits(among_digits: Predicted, record):
-    """a 12,000 x 12,000 PNG (492 KB) among digits"""
-    assert len(among_digits.rows("huge")) == 6
-    says = _skipped(among_digits, "huge", "huge.png")
-    record(among_digits.row(says, "the 6 digits in huge/ predicted"))
+SKIPPED = [
+    pytest.param("huge", ["huge.png"], "pixels, more than", id="a 12,000 x 12,000 PNG (492 KB) among digits"),
+    pytest.param("junk", ["broken.png", "notes.txt"], "truncated", id="a damaged PNG and a text file among digits"),
+    pytest.param("blank", ["white.png"], "no digit found", id="a blank picture among digits"),
+    pytest.param(
+        "choke",
+        ["damaged.dds", "disguised.png"],
+        "Unknown pixel format",
+        id="a damaged DDS (Pillow raises NotImplementedError), also named .png, among digits",
+    ),
+]
 
 
-def test_a_damaged_png_and_a_text_file_among_digits(among_digits: Predicted, record):
-    """a damaged PNG and a text file among digits"""
-    assert len(among_digits.rows("junk")) == 6
-    says = _skipped(among_digits, "junk", "broken.png")
-    _skipped(among_digits, "junk", "notes.txt")
-    record(among_digits.row(says, "the 6 digits in junk/ predicted"))
-
-
-def test_a_blank_picture_among_digits(among_digits: Predicted, record):
-    """a blank picture among digits"""
-    assert len(among_digits.rows("blank")) == 6
-    says = _skipped(among_digits, "blank", "white.png")
-    assert "no digit found" in says
-    record(among_digits.row(says, "the 6 digits in blank/ predicted"))
-
-
-def test_a_picture_the_decoder_chokes_on(among_digits: Predicted, record):
-    """a damaged DDS (Pillow raises NotImplementedError), also named .png, among digits"""
-    assert len(among_digits.rows("choke")) == 6
-    says = _skipped(among_digits, "choke", "damaged.dds")
-    _skipped(among_digits, "choke", "disguised.png")
-    record(among_digits.row(says, "the 6 digits in choke/ predicted"))
+@pytest.mark.parametrize(("sub", "names", "reason"), SKIPPED)
+def test_a_picture_among_digits_that_cannot_be_read(among_digits: Predicted, record, sub, names, reason):
+    assert len(among_digits.rows(sub)) == 6  # the digits beside it
+    says = [_skipped(among_digits, sub, name) for name in names]  # each unreadable file named, with why
+    assert reason in says[0], says
+    record(among_digits.row(says[0], f"the 6 digits in {sub}/ predicted"))
 
 
 def test_a_file_name_that_is_not_utf8(among_digits: Predicted, record):
