@@ -24,7 +24,7 @@ def console() -> None:
     interpreter's garbage collections over torch's and Lightning's objects at exit (docs/speed.md).
     """
     # The imports below make millions of objects that live as long as the process, and Python's
-    # collector would walk them again and again while they load: ~1 s of a start (docs/speed.md).
+    # collector would walk them again and again while they load: a sixth of a start (docs/speed.md).
     gc.disable()
     try:
         refuse_unusable_files(sys.argv[1:])
