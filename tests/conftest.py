@@ -48,12 +48,10 @@ def real_checkpoint(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("real")
     fast = str(CONFIGS / "fast.yaml")
     real = str(_real_mnist())
-    in_process("fit", "-c", fast, "--data.data_dir", real, "--trainer.max_epochs", "1", *VALIDATED, *QUIET, cwd=cwd)
+    # fast.yaml validates every third epoch: a one-epoch run must validate to save its best checkpoint
+    one_epoch = ("--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1")
+    in_process("fit", "-c", fast, "--data.data_dir", real, *one_epoch, *QUIET, cwd=cwd)
     return next((only_run(cwd) / "checkpoints").glob("epoch*.ckpt"))
-
-
-# configs/fast.yaml validates every third epoch: a one-epoch run must validate to save its best checkpoint.
-VALIDATED = ("--trainer.check_val_every_n_epoch", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,9 @@ import json
 import pytest
 import torch
 import yaml
-from helpers.cli import QUIET, fit_args, only_run
+from helpers.cli import QUIET, fit_args, in_process, only_run
 from helpers.runs import assert_same_run, final_state
 
-from mnist_lightning import cli as cli_module
 from mnist_lightning.augment import Distortion, _max3x3
 from mnist_lightning.data import MNISTDataModule
 from mnist_lightning.errors import UserError
@@ -81,25 +80,23 @@ def test_only_training_batches_are_distorted():
     assert torch.equal(evaluated, digits(4)) and not torch.equal(trained, digits(4))
 
 
-def fit(data_dir, cwd, monkeypatch, *extra):
+def fit(data_dir, cwd, *extra):
     """`mnist-lightning fit` with the distortions on, run by cli.main in this process (the property is
     the training's: the installed command's resumes are tests/test_reliability.py's)."""
     cwd.mkdir(exist_ok=True)
-    monkeypatch.chdir(cwd)
     options = ["--seed_everything", "7", "--data.augment", json.dumps(AUGMENT), "--trainer.log_every_n_steps", "5"]
-    cli_module.main(fit_args(data_dir, *options, *QUIET, *extra))
+    in_process(*fit_args(data_dir, *options, *QUIET, *extra), cwd=cwd)
     return only_run(cwd)
 
 
 @pytest.mark.slow
-def test_augmented_training_resumes_exactly(synthetic_mnist, tmp_path, monkeypatch):
-    straight = fit(synthetic_mnist[0], tmp_path / "straight", monkeypatch, "--trainer.max_epochs", "2")
-    halfway = fit(synthetic_mnist[0], tmp_path / "resumed", monkeypatch, "--trainer.max_epochs", "1")
+def test_augmented_training_resumes_exactly(synthetic_mnist, tmp_path):
+    straight = fit(synthetic_mnist[0], tmp_path / "straight", "--trainer.max_epochs", "2")
+    halfway = fit(synthetic_mnist[0], tmp_path / "resumed", "--trainer.max_epochs", "1")
     one_epoch = final_state(halfway)[0]
     resumed = fit(
         synthetic_mnist[0],
         tmp_path / "resumed",
-        monkeypatch,
         "--trainer.max_epochs",
         "2",
         "--ckpt_path",

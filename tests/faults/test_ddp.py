@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import QUIET, in_process
-from helpers.faults import Row, Scratch, predict
+from helpers.faults import Row, Scratch, csv_rows, predict
 
 GROUP = "ddp"
 pytestmark = pytest.mark.slow
@@ -24,7 +24,7 @@ def test_predict_on_two_processes_a_folder(scratch: Scratch, record):
     in_process("predict", "--ckpt_path", str(scratch.best), "--data.predict_path", str(pictures), *QUIET, cwd=one)
     two, rows_two = predict(scratch, str(pictures), *_ddp(), cwd=scratch.folder("p2"))
     assert two.returncode == 0, two.stderr[-2000:]
-    rows_one = [line.split(",") for line in (one / "predictions.csv").read_text().splitlines()[1:]]
+    rows_one = csv_rows(one / "predictions.csv")
     assert rows_two == rows_one and len(rows_one) == 7
     record(
         Row(

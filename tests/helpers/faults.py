@@ -128,9 +128,10 @@ def predict(
     result = s.cli(
         "predict", "--ckpt_path", str(s.best), "--data.predict_path", path, *QUIET, *extra, cwd=cwd, **kwargs
     )
-    csv = cwd / "predictions.csv"
-    lines = (
-        csv.read_text(errors="surrogateescape").splitlines()[1:] if csv.is_file() else []
-    )  # names as the OS gives them
-    rows = [line.split(",") for line in lines]
-    return result, rows
+    return result, csv_rows(cwd / "predictions.csv")
+
+
+def csv_rows(csv: Path) -> list[list[str]]:
+    """The rows of a predictions CSV without its header (names as the OS gives them); none if it is missing."""
+    lines = csv.read_text(errors="surrogateescape").splitlines()[1:] if csv.is_file() else []
+    return [line.split(",") for line in lines]
